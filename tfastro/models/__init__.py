@@ -1,0 +1,7 @@
+"""Keras models built from tfastro.layers."""
+from tfastro.models.mim import MIM3D, check_num_hidden, frame_loss, sampling_eta
+from tfastro.models.optimizers import MIMAdam
+from tfastro.models.patching import reshape_patch, reshape_patch_back
+
+__all__ = ["MIM3D", "MIMAdam", "check_num_hidden", "frame_loss", "reshape_patch",
+           "reshape_patch_back", "sampling_eta"]

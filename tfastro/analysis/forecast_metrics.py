@@ -1,0 +1,218 @@
+"""Scores for 3-D spatio-temporal forecasts (3D-MIM supernova-shell runs).
+
+Shapes and units
+----------------
+* Frame arrays are ``(B, X, Y, Z, C)``: a batch of B cubes with C channels. Values are the
+  normalised fields of the data file, in [0, 1] (dimensionless). Every frame metric returns
+  one number per sample, an array of shape ``(B,)``.
+* Forecast arrays given to :class:`ForecastScores` are ``(B, T_out, X, Y, Z, C)``; the clip's
+  first (pre-explosion) frame is ``(B, X, Y, Z, C)``.
+* Shell radii and their errors are in voxel units (distance from the grid centre).
+
+Conventions (those of the original 3D-MIM test loop, where it had one)
+----------------------------------------------------------------------
+* ``frame_mse``: SUM of squared errors over all voxels and channels of a sample, with the
+  prediction clipped to [0, 1] first.
+* ``frame_mae``: MEAN absolute error over voxels and channels, prediction NOT clipped.
+* ``frame_psnr``: both frames clipped to [0, 1] and cast as ``np.uint8(x * 255)`` (truncation,
+  as the original did), then ``20 log10(255) - 10 log10(MSE)`` with the MSE a mean over voxels
+  and channels. Identical uint8 frames have MSE 0 and get ``+inf`` (set explicitly, no warning).
+* ``ssim3d``: Wang et al. (2004) SSIM with Gaussian-weighted local means, variances and
+  covariance (isotropic in the three spatial axes, ``scipy.ndimage.gaussian_filter`` with
+  ``mode='reflect'``), K1 = 0.01, K2 = 0.03. Local (co)variances are the weighted *population*
+  moments, i.e. no N/(N-1) sample-covariance correction (skimage's
+  ``use_sample_covariance=False``). The SSIM map is averaged over every voxel (no border is
+  cropped, so cubes of any size work) and then over channels.
+"""
+import numpy as np
+from scipy import ndimage
+
+from tfastro.analysis.shells import mask_iou, shell_mask, shell_radius
+
+__all__ = ["frame_mse", "frame_mae", "frame_psnr", "ssim3d", "ForecastScores"]
+
+_METRICS = ("mse", "mae", "psnr", "ssim", "shell_iou", "shell_radius_error")
+
+
+def _pair(pred, true):
+    pred = np.asarray(pred, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    if pred.shape != true.shape:
+        raise ValueError(f"pred shape {pred.shape} differs from true shape {true.shape}")
+    if pred.ndim < 2:
+        raise ValueError(f"expected (B, X, Y, Z, C) arrays, got shape {pred.shape}")
+    return pred, true
+
+
+def _per_sample_axes(x):
+    return tuple(range(1, x.ndim))
+
+
+def frame_mse(pred, true):
+    """Per-sample sum of squared errors, prediction clipped to [0, 1]; shape (B,)."""
+    pred, true = _pair(pred, true)
+    return np.square(true - np.clip(pred, 0.0, 1.0)).sum(axis=_per_sample_axes(pred))
+
+
+def frame_mae(pred, true):
+    """Per-sample mean absolute error, prediction not clipped; shape (B,)."""
+    pred, true = _pair(pred, true)
+    return np.abs(true - pred).mean(axis=_per_sample_axes(pred))
+
+
+def frame_psnr(pred, true):
+    """Per-sample PSNR in dB of the uint8-scaled frames; shape (B,), ``+inf`` where identical."""
+    pred, true = _pair(pred, true)
+    pred8 = np.uint8(np.clip(pred, 0.0, 1.0) * 255).astype(np.float64)
+    true8 = np.uint8(np.clip(true, 0.0, 1.0) * 255).astype(np.float64)
+    mse = np.square(pred8 - true8).mean(axis=_per_sample_axes(pred))
+    psnr = np.full(mse.shape, np.inf)
+    nonzero = mse > 0
+    psnr[nonzero] = 20.0 * np.log10(255.0) - 10.0 * np.log10(mse[nonzero])
+    return psnr
+
+
+def ssim3d(pred, true, data_range=1.0, sigma=1.5, truncate=3.5):
+    """Per-sample 3-D structural similarity of (B, X, Y, Z, C) cubes; shape (B,).
+
+    Args:
+      pred, true: arrays of the same shape (B, X, Y, Z, C).
+      data_range: dynamic range of the values (1 for fields scaled to [0, 1]); sets the
+        stabilising constants C1 = (0.01 data_range)^2 and C2 = (0.03 data_range)^2.
+      sigma: standard deviation, in voxels, of the Gaussian weighting window.
+      truncate: the window is cut at ``truncate * sigma`` voxels (radius int(truncate*sigma+0.5)).
+    Returns:
+      mean SSIM over voxels and channels for each sample; 1 for identical cubes.
+    """
+    pred, true = _pair(pred, true)
+    if pred.ndim != 5:
+        raise ValueError(f"ssim3d expects (B, X, Y, Z, C) arrays, got shape {pred.shape}")
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+
+    def smooth(a):
+        return ndimage.gaussian_filter(a, sigma, mode="reflect", truncate=truncate, axes=(1, 2, 3))
+
+    mu_p, mu_t = smooth(pred), smooth(true)
+    var_p = smooth(pred * pred) - mu_p * mu_p
+    var_t = smooth(true * true) - mu_t * mu_t
+    cov = smooth(pred * true) - mu_p * mu_t
+    ssim_map = ((2.0 * mu_p * mu_t + c1) * (2.0 * cov + c2)) / (
+        (mu_p * mu_p + mu_t * mu_t + c1) * (var_p + var_t + c2)
+    )
+    return ssim_map.mean(axis=(1, 2, 3, 4))
+
+
+class ForecastScores:
+    """Accumulates per-output-frame scores over every sample of every batch.
+
+    Each output frame t gets, averaged over all samples seen: ``mse``, ``mae``, ``psnr``, ``ssim``
+    (as the module functions; all but ``mae`` use the prediction clipped to [0, 1]), ``shell_iou``
+    (intersection over union of the predicted and true shell masks) and ``shell_radius_error``
+    (|r_pred - r_true| in voxels, r the mean distance of the shell voxels from the grid centre).
+    A shell mask is where the density exceeds ``(1 + threshold)`` times the clip's first frame;
+    the density is the sum over channels, or channel ``density_channel`` when given.
+
+    Samples are skipped, and counted, only where a mean is undefined: PSNR of identical frames
+    (``+inf``) and the radius error when either mask is empty (radius NaN).
+    """
+
+    def __init__(self, output_length, threshold=0.1, density_channel=None):
+        self.output_length = int(output_length)
+        self.threshold = float(threshold)
+        self.density_channel = density_channel
+        self.clips = 0
+        self._sum = {k: np.zeros(self.output_length) for k in _METRICS}
+        self._count = {k: np.zeros(self.output_length, dtype=np.int64) for k in _METRICS}
+
+    def _density(self, x):
+        if self.density_channel is None:
+            return x.sum(axis=-1)
+        return x[..., self.density_channel]
+
+    def _add(self, name, t, values):
+        """Adds per-sample values; PSNR and radius error leave out non-finite ones (see class)."""
+        values = np.asarray(values, dtype=np.float64)
+        if name in ("psnr", "shell_radius_error"):
+            values = values[np.isfinite(values)]
+        self._sum[name][t] += values.sum()
+        self._count[name][t] += values.size
+
+    def update(self, true, pred, initial):
+        """Scores one batch.
+
+        Args:
+          true, pred: (B, T_out, X, Y, Z, C) ground truth and forecast of the output frames.
+          initial: (B, X, Y, Z, C), the clip's first frame (density before the explosion).
+        """
+        true = np.asarray(true, dtype=np.float64)
+        pred = np.asarray(pred, dtype=np.float64)
+        initial = np.asarray(initial, dtype=np.float64)
+        if true.shape != pred.shape or true.ndim != 6:
+            raise ValueError(
+                f"true and pred must share a (B, T_out, X, Y, Z, C) shape, got {true.shape} "
+                f"and {pred.shape}")
+        if true.shape[1] != self.output_length:
+            raise ValueError(
+                f"expected {self.output_length} output frames, got {true.shape[1]}")
+        if initial.shape != true.shape[:1] + true.shape[2:]:
+            raise ValueError(
+                f"initial must have shape (B, X, Y, Z, C) = {true.shape[:1] + true.shape[2:]}, "
+                f"got {initial.shape}")
+        pred_clipped = np.clip(pred, 0.0, 1.0)
+        dens_initial = self._density(initial)
+        for t in range(self.output_length):
+            y, p, pc = true[:, t], pred[:, t], pred_clipped[:, t]
+            self._add("mse", t, frame_mse(pc, y))
+            self._add("mae", t, frame_mae(p, y))
+            self._add("psnr", t, frame_psnr(pc, y))
+            self._add("ssim", t, ssim3d(pc, y))
+            mask_true = shell_mask(self._density(y), dens_initial, self.threshold)
+            mask_pred = shell_mask(self._density(pc), dens_initial, self.threshold)
+            self._add("shell_iou", t, [mask_iou(a, b) for a, b in zip(mask_pred, mask_true)])
+            self._add("shell_radius_error", t,
+                      [abs(shell_radius(a) - shell_radius(b)) for a, b in zip(mask_pred, mask_true)])
+        self.clips += true.shape[0]
+
+    def result(self):
+        """JSON-serialisable summary.
+
+        Returns a dict with ``clips`` (samples scored), ``output_length``, ``threshold``,
+        ``per_frame`` (metric -> list of per-frame means), ``mean`` (metric -> mean over every
+        scored (sample, frame) pair), ``psnr_infinite`` (per frame, identical frames left out of
+        the PSNR means) and ``radius_skipped`` (per frame, samples with an empty shell mask).
+        A mean over nothing is ``None``.
+        """
+        def ratio(total, count):
+            return float(total / count) if count else None
+
+        per_frame = {k: [ratio(s, c) for s, c in zip(self._sum[k], self._count[k])]
+                     for k in _METRICS}
+        mean = {k: ratio(self._sum[k].sum(), self._count[k].sum()) for k in _METRICS}
+        return {
+            "clips": self.clips,
+            "output_length": self.output_length,
+            "threshold": self.threshold,
+            "per_frame": per_frame,
+            "mean": mean,
+            "psnr_infinite": [int(self.clips - c) for c in self._count["psnr"]],
+            "radius_skipped": [int(self.clips - c) for c in self._count["shell_radius_error"]],
+        }
+
+    def format_table(self):
+        """Human-readable table: one row per output frame and a final row of overall means."""
+        res = self.result()
+        header = f"{'frame':>5} {'mse':>11} {'mae':>9} {'psnr':>8} {'ssim':>7} {'iou':>7} {'dr':>7}"
+        widths = (11, 9, 8, 7, 7, 7)
+        formats = (".4g", ".5f", ".3f", ".4f", ".4f", ".3f")
+
+        def row(label, values):
+            cells = [f"{'-':>{w}}" if v is None else f"{v:>{w}{f}}"
+                     for v, w, f in zip(values, widths, formats)]
+            return f"{label:>5} " + " ".join(cells)
+
+        lines = [f"{res['clips']} clips scored; dr = shell radius error in voxels", header]
+        for t in range(self.output_length):
+            lines.append(row(str(t + 1), [res["per_frame"][k][t] for k in _METRICS]))
+        lines.append(row("mean", [res["mean"][k] for k in _METRICS]))
+        return "\n".join(lines)

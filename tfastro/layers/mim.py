@@ -1,0 +1,217 @@
+"""Recurrent cells of the 3D Memory-In-Memory network (Wang et al. 2019; 3D-MIM, Hirashima et al. 2023).
+
+All tensors are channels-last 3D fields (B, X, Y, Z, C). States are passed in and returned,
+never kept on a layer between calls. A state given as ``None`` stands for an all-zero field:
+the convolution it would feed is skipped and replaced by its known response to zeros, which
+is exact (see ``ConvNorm3D.zero_response``) and saves the work the original spent on the
+zero states of the first time steps.
+
+Gate groups are split along channels in the order (i, g, f, o), or (i, g, o) for three.
+"""
+import keras
+from keras import ops
+
+from tfastro.layers.conv import ConvNorm3D
+
+PEEPHOLES = ("voxel", "channel")
+
+
+def _response(conv, x):
+    """Output of ``conv`` for input ``x``; for ``x=None`` (zeros) its constant response."""
+    return conv(x) if x is not None else conv.zero_response()
+
+
+def _check_peephole(peephole):
+    if peephole not in PEEPHOLES:
+        raise ValueError(f"peephole must be one of {PEEPHOLES}, got {peephole!r}")
+    return peephole
+
+
+def _base_config(layer):
+    return {"num_hidden": layer.num_hidden, "filter_size": layer.filter_size,
+            "layer_norm": layer.layer_norm, "forget_bias": layer.forget_bias}
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class SpatioTemporalLSTMCell3D(keras.layers.Layer):
+    """Spatiotemporal LSTM cell (PredRNN), the first layer of 3D-MIM.
+
+    ``call(x, h, c, m) -> (h', c', m')`` with x (B, X, Y, Z, C_in) and h, c, m
+    (B, X, Y, Z, num_hidden); h, c, m may be ``None`` (zeros)::
+
+        i = s(ix+ih)  g = tanh(gx+gh)  f = s(fx+fh+b)
+        i'= s(ix+im)  g'= tanh(gx+gm)  f'= s(fx+fm+b)  o = s(ox+oh+om)
+        m' = f' m + i' g'   c' = f c + i g   h' = o tanh(conv1x1([c', m']))
+    """
+
+    def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_hidden = int(num_hidden)
+        self.filter_size = int(filter_size)
+        self.layer_norm = bool(layer_norm)
+        self.forget_bias = float(forget_bias)
+        n, k, ln, dt = self.num_hidden, self.filter_size, self.layer_norm, self.dtype_policy
+        self.conv_h = ConvNorm3D(4 * n, k, ln, dtype=dt, name="time_state_to_state")
+        self.conv_m = ConvNorm3D(4 * n, k, ln, dtype=dt, name="spatio_state_to_state")
+        self.conv_x = ConvNorm3D(4 * n, k, ln, dtype=dt, name="input_to_state")
+        self.cell_reduce = keras.layers.Conv3D(n, 1, padding="same", dtype=dt, name="cell_reduce",
+                                               kernel_initializer=self.conv_h.kernel_initializer)
+
+    def build(self, x_shape):
+        state_shape = tuple(x_shape[:-1]) + (self.num_hidden,)
+        self.conv_x.build(x_shape)
+        self.conv_h.build(state_shape)
+        self.conv_m.build(state_shape)
+        self.cell_reduce.build(tuple(x_shape[:-1]) + (2 * self.num_hidden,))
+
+    def call(self, x, h=None, c=None, m=None):
+        i_x, g_x, f_x, o_x = ops.split(self.conv_x(x), 4, axis=-1)
+        i_h, g_h, f_h, o_h = ops.split(_response(self.conv_h, h), 4, axis=-1)
+        i_m, g_m, f_m, o_m = ops.split(_response(self.conv_m, m), 4, axis=-1)
+        b = self.forget_bias
+        i = ops.sigmoid(i_x + i_h)
+        g = ops.tanh(g_x + g_h)
+        f = ops.sigmoid(f_x + f_h + b)
+        i_ = ops.sigmoid(i_x + i_m)
+        g_ = ops.tanh(g_x + g_m)
+        f_ = ops.sigmoid(f_x + f_m + b)
+        o = ops.sigmoid(o_x + o_h + o_m)
+        m_new = i_ * g_ if m is None else f_ * m + i_ * g_
+        c_new = i * g if c is None else f * c + i * g
+        h_new = o * ops.tanh(self.cell_reduce(ops.concatenate([c_new, m_new], axis=-1)))
+        return h_new, c_new, m_new
+
+    def get_config(self):
+        return {**super().get_config(), **_base_config(self)}
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class MIMS3D(keras.layers.Layer):
+    """Stationary module MIM-S: a ConvLSTM with peepholes, ``call(x, h, c) -> (h', c')``.
+
+    x (B, X, Y, Z, C_in) is the input (zeros when ``None``), h the hidden input and c the
+    module's own cell state, both (B, X, Y, Z, num_hidden) or ``None``::
+
+        i = s(ih + ix + c*w_i)   f = s(fh + fx + c*w_f + b)   g = gh + gx   o = oh + ox
+        c' = f c + i tanh(g)     h' = s(o + c'*w_o) tanh(c')
+
+    Peephole weights w are per voxel, shape (X, Y, Z, ·) as in the original (``peephole=
+    "voxel"``, ties the layer to one grid size), or per channel (``"channel"``, any grid).
+    With every input ``None`` the outputs carry no batch axis (they broadcast).
+    """
+
+    def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0,
+                 peephole="voxel", kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_hidden = int(num_hidden)
+        self.filter_size = int(filter_size)
+        self.layer_norm = bool(layer_norm)
+        self.forget_bias = float(forget_bias)
+        self.peephole = _check_peephole(peephole)
+        n, k, ln, dt = self.num_hidden, self.filter_size, self.layer_norm, self.dtype_policy
+        self.conv_h = ConvNorm3D(4 * n, k, ln, kernel_initializer, dtype=dt, name="state_to_state")
+        self.conv_x = ConvNorm3D(4 * n, k, ln, kernel_initializer, dtype=dt, name="input_to_state")
+
+    def build(self, x_shape):
+        n = self.num_hidden
+        self.conv_x.build(x_shape)
+        self.conv_h.build(tuple(x_shape[:-1]) + (n,))
+        grid = tuple(x_shape[1:4]) if self.peephole == "voxel" else ()
+        self.c_t_weight = self.add_weight(name="c_t_weight", shape=grid + (2 * n,),
+                                          initializer="glorot_uniform")
+        self.oc_weight = self.add_weight(name="oc_weight", shape=grid + (n,),
+                                         initializer="glorot_uniform")
+
+    def call(self, x=None, h=None, c=None):
+        n = self.num_hidden
+        i_h, g_h, f_h, o_h = ops.split(_response(self.conv_h, h), 4, axis=-1)
+        i_x, g_x, f_x, o_x = ops.split(_response(self.conv_x, x), 4, axis=-1)
+        i, f = i_h + i_x, f_h + f_x
+        if c is not None:
+            i = i + c * self.c_t_weight[..., :n]
+            f = f + c * self.c_t_weight[..., n:]
+        i = ops.sigmoid(i)
+        f = ops.sigmoid(f + self.forget_bias)
+        c_new = i * ops.tanh(g_h + g_x)
+        if c is not None:
+            c_new = f * c + c_new
+        h_new = ops.sigmoid(o_h + o_x + c_new * self.oc_weight) * ops.tanh(c_new)
+        return h_new, c_new
+
+    def get_config(self):
+        return {**super().get_config(), **_base_config(self), "peephole": self.peephole,
+                "kernel_initializer": keras.initializers.serialize(self.conv_h.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class MIMN3D(MIMS3D):
+    """Non-stationary module MIM-N: the MIM-S form fed with differences of hidden states.
+
+    ``call(x, h, c) -> (h', c')`` where x is h_{l,t} - h_{l,t-1} of the layer below (or the
+    MIM-N output of the layer below). Its convolutions start uniform in +-0.001.
+    """
+
+    def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0,
+                 peephole="voxel", kernel_initializer=None, **kwargs):
+        if kernel_initializer is None:
+            kernel_initializer = keras.initializers.RandomUniform(-0.001, 0.001)
+        super().__init__(num_hidden, filter_size, layer_norm, forget_bias, peephole,
+                         kernel_initializer, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class MIMBlock3D(keras.layers.Layer):
+    """Memory-In-Memory block, layers 2..L of 3D-MIM.
+
+    ``call(x, diff_h, h, c, m, s) -> (h', c', m', s')``: x is the hidden state of the layer
+    below, diff_h the MIM-N output feeding this layer, h and c this layer's states, m the
+    spatiotemporal memory coming up from below, s the cell state of the inner MIM-S. All are
+    (B, X, Y, Z, num_hidden) except x (B, X, Y, Z, C_in); all but x may be ``None``::
+
+        i = s(ix+ih)  g = tanh(gx+gh)  i'= s(ix+im)  g'= tanh(gx+gm)  f'= s(fx+fm+b)
+        o = s(ox+oh+om)   m' = f' m + i' g'
+        T, s' = MIM-S(diff_h, c, s)   c' = T + i g   h' = o tanh(conv1x1([c', m']))
+    """
+
+    def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0,
+                 peephole="voxel", **kwargs):
+        super().__init__(**kwargs)
+        self.num_hidden = int(num_hidden)
+        self.filter_size = int(filter_size)
+        self.layer_norm = bool(layer_norm)
+        self.forget_bias = float(forget_bias)
+        self.peephole = _check_peephole(peephole)
+        n, k, ln, dt = self.num_hidden, self.filter_size, self.layer_norm, self.dtype_policy
+        self.conv_h = ConvNorm3D(3 * n, k, ln, dtype=dt, name="time_state_to_state")
+        self.conv_m = ConvNorm3D(4 * n, k, ln, dtype=dt, name="spatio_state_to_state")
+        self.conv_x = ConvNorm3D(4 * n, k, ln, dtype=dt, name="input_to_state")
+        self.mim_s = MIMS3D(n, k, ln, forget_bias, peephole, dtype=dt, name="mim_s")
+        self.cell_reduce = keras.layers.Conv3D(n, 1, padding="same", dtype=dt, name="cell_reduce",
+                                               kernel_initializer=self.conv_h.kernel_initializer)
+
+    def build(self, x_shape):
+        state_shape = tuple(x_shape[:-1]) + (self.num_hidden,)
+        self.conv_x.build(x_shape)
+        self.conv_h.build(state_shape)
+        self.conv_m.build(state_shape)
+        self.mim_s.build(state_shape)
+        self.cell_reduce.build(tuple(x_shape[:-1]) + (2 * self.num_hidden,))
+
+    def call(self, x, diff_h=None, h=None, c=None, m=None, s=None):
+        i_x, g_x, f_x, o_x = ops.split(self.conv_x(x), 4, axis=-1)
+        i_h, g_h, o_h = ops.split(_response(self.conv_h, h), 3, axis=-1)
+        i_m, g_m, f_m, o_m = ops.split(_response(self.conv_m, m), 4, axis=-1)
+        i = ops.sigmoid(i_x + i_h)
+        g = ops.tanh(g_x + g_h)
+        i_ = ops.sigmoid(i_x + i_m)
+        g_ = ops.tanh(g_x + g_m)
+        f_ = ops.sigmoid(f_x + f_m + self.forget_bias)
+        o = ops.sigmoid(o_x + o_h + o_m)
+        m_new = i_ * g_ if m is None else f_ * m + i_ * g_
+        t, s_new = self.mim_s(diff_h, c, s)
+        c_new = t + i * g
+        h_new = o * ops.tanh(self.cell_reduce(ops.concatenate([c_new, m_new], axis=-1)))
+        return h_new, c_new, m_new, ops.broadcast_to(s_new, ops.shape(c_new))
+
+    def get_config(self):
+        return {**super().get_config(), **_base_config(self), "peephole": self.peephole}

@@ -1,0 +1,46 @@
+"""Tensor layer normalisation of the 3D-MIM stack."""
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class TensorLayerNorm(keras.layers.Layer):
+    """Normalise each sample over all its non-batch axes, then scale and shift per channel.
+
+    ``y = (x - mean) / sqrt(var + epsilon) * scale + offset`` with mean and variance taken
+    per sample over (X, Y, Z, C); ``scale`` (init 1) and ``offset`` (init 0) have shape (C,).
+    Statistics are computed in float32 whatever the compute dtype.
+
+    Input/output: (batch, ..., C).
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.scale = self.add_weight(name="scale", shape=(channels,), initializer="ones")
+        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
+
+    def call(self, x):
+        x32 = ops.cast(x, "float32")
+        axes = tuple(range(1, len(x.shape)))
+        mean, var = ops.moments(x32, axes=axes, keepdims=True)
+        y = (x32 - mean) * ops.rsqrt(var + self.epsilon)
+        y = y * ops.cast(self.scale, "float32") + ops.cast(self.offset, "float32")
+        return ops.cast(y, x.dtype)
+
+    def normalize_constant(self, values):
+        """Normalise a field that is constant in space: ``values`` (C,), the same at every voxel.
+
+        Equals ``call`` on such a field (mean and variance over space reduce to those over
+        channels) without materialising it. Returns (C,) float32.
+        """
+        v = ops.cast(values, "float32")
+        mean, var = ops.moments(v, axes=(0,))
+        y = (v - mean) * ops.rsqrt(var + self.epsilon)
+        return y * ops.cast(self.scale, "float32") + ops.cast(self.offset, "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
