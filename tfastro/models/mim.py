@@ -68,7 +68,7 @@ class MIM3D(keras.Model):
       reverse_input, reverse_img: also train on time-reversed / z-flipped clips.
       scheduled_sampling, sampling_start_value, sampling_changing_rate, sampling_stop_iter:
         the feedback schedule (see ``sampling_eta``).
-      seed: seed of the scheduled-sampling draws.
+      seed: seed of the scheduled-sampling draws (with the iteration number).
 
     ``call(frames, sampling_mask=None)``: frames (B, T, X, Y, Z, C) with T >= input_length
     (>= total_length when a mask is given); sampling_mask (B, total_length-input_length-1),
@@ -108,7 +108,6 @@ class MIM3D(keras.Model):
                        for i in range(1, len(n))]
         self.mim_n = [MIMN3D(n[i], k, ln, peephole=peephole, dtype=dt, name=f"stlstm_diff{i}")
                       for i in range(1, len(n))]
-        self.seed_generator = keras.random.SeedGenerator(seed, name="sampling_seed")
 
     def build(self, input_shape):
         p = self.patch_size
@@ -185,7 +184,8 @@ class MIM3D(keras.Model):
 
     def train_step(self, data):
         frames = data[0] if isinstance(data, (tuple, list)) else data
-        iteration = self.iteration.assign_add(1)
+        self.iteration.assign_add(1)
+        iteration = tf.identity(self.iteration.value)
         if self.scheduled_sampling:
             eta = sampling_eta(iteration, self.sampling_start_value, self.sampling_changing_rate,
                                self.sampling_stop_iter)
@@ -193,7 +193,9 @@ class MIM3D(keras.Model):
             eta = ops.zeros((), "float32")
         self.sampling_eta.assign(eta)
         feedback_steps = self.total_length - self.input_length - 1
-        draws = keras.random.uniform((ops.shape(frames)[0], feedback_steps), seed=self.seed_generator)
+        # Stateless draws keyed on (seed, iteration): a resumed run repeats them exactly.
+        draws = tf.random.stateless_uniform((ops.shape(frames)[0], feedback_steps),
+                                            seed=tf.stack([tf.constant(self.seed or 0, tf.int64), iteration]))
         mask = ops.cast(draws < eta, "float32")
         views = [frames]
         if self.reverse_input:

@@ -1,0 +1,64 @@
+"""Command-line flags of run.py: every flag of the original 3D-MIM run.py with its default,
+plus tfastro's own (precision, remat, peephole, strategy, ...). Library code never reads
+FLAGS; ``tfastro.tasks.mim3d.MIM3DConfig.from_flags`` turns them into plain values."""
+from absl import flags
+
+
+def define_flags():
+    """Define the flags once (safe to call twice)."""
+    if "is_training" in flags.FLAGS:
+        return
+    # -- the original run.py, same names and defaults --
+    flags.DEFINE_boolean("is_training", True, "Train (True) or only forecast and score (False).")
+    flags.DEFINE_string("dataset_name", "mnist", "Dataset kind; tfastro reads 'sn' (3D voxel clips).")
+    flags.DEFINE_string("train_data_paths", "data/moving-mnist-example/moving-mnist-train.npz",
+                        "Training .npz file(s), comma-separated (concatenated).")
+    flags.DEFINE_string("valid_data_paths", "data/moving-mnist-example/moving-mnist-valid.npz",
+                        "Validation/test .npz file(s), comma-separated (concatenated).")
+    flags.DEFINE_string("save_dir", "checkpoints/mnist_predrnn_pp",
+                        "Checkpoint directory; resumed from when it holds checkpoints, never deleted.")
+    flags.DEFINE_string("gen_frm_dir", "results/mnist_predrnn_pp",
+                        "Directory of forecasts and scores, one sub-directory per iteration.")
+    flags.DEFINE_integer("input_length", 10, "Context frames given to the model.")
+    flags.DEFINE_integer("total_length", 20, "Frames per clip (context + forecast).")
+    flags.DEFINE_integer("img_width", 32, "Grid size along x.")
+    flags.DEFINE_integer("img_height", 0, "Grid size along y (0: same as img_width).")
+    flags.DEFINE_integer("img_depth", 32, "Grid size along z.")
+    flags.DEFINE_integer("img_channel", 1, "Channels per voxel.")
+    flags.DEFINE_string("model_name", "mim", "Model; 'mim' (3D Memory-In-Memory).")
+    flags.DEFINE_string("pretrained_model", "",
+                        "Checkpoint file (.keras) or a save_dir (its latest checkpoint) to start from.")
+    flags.DEFINE_string("num_hidden", "64,64,64,64", "Hidden channels per layer, comma-separated.")
+    flags.DEFINE_integer("filter_size", 5, "Convolution kernel size.")
+    flags.DEFINE_integer("stride", 1, "Convolution stride (only 1, as in the original).")
+    flags.DEFINE_integer("patch_size", 2, "Fold patch_size^3 voxel blocks into channels.")
+    flags.DEFINE_boolean("layer_norm", True, "Tensor layer norm after every gate convolution.")
+    flags.DEFINE_boolean("scheduled_sampling", True, "Feed back true frames with probability eta.")
+    flags.DEFINE_integer("sampling_stop_iter", 50000, "Iteration from which eta is 0.")
+    flags.DEFINE_float("sampling_start_value", 1.0, "Initial eta.")
+    flags.DEFINE_float("sampling_changing_rate", 0.00002, "Decrease of eta per iteration.")
+    flags.DEFINE_float("lr", 0.001, "Adam learning rate.")
+    flags.DEFINE_boolean("reverse_input", True, "Also train on time-reversed clips.")
+    flags.DEFINE_boolean("reverse_img", False, "Also train on clips flipped along z.")
+    flags.DEFINE_integer("batch_size", 8, "Clips per batch.")
+    flags.DEFINE_integer("max_iterations", 80000, "Train up to this iteration.")
+    flags.DEFINE_integer("display_interval", 1, "Print the training loss every N iterations.")
+    flags.DEFINE_integer("test_interval", 1000, "Forecast and score the validation data every N iterations.")
+    flags.DEFINE_integer("snapshot_interval", 1000, "Write a checkpoint every N iterations.")
+    flags.DEFINE_integer("num_save_samples", 10, "Clips whose forecasts are saved (npy, png, gif).")
+    flags.DEFINE_integer("n_gpu", 0, "Kept for compatibility; devices are chosen by --strategy.")
+    flags.DEFINE_boolean("allow_gpu_growth", False, "Allocate GPU memory as needed.")
+    # -- tfastro additions --
+    flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                      "Compute precision; bfloat16 keeps float32 weights (mixed precision).")
+    flags.DEFINE_enum("remat", "auto", ["auto", "true", "false"],
+                      "Recompute activations in the backward pass; auto: when they would "
+                      "take more than a quarter of the memory.")
+    flags.DEFINE_enum("peephole", "voxel", ["voxel", "channel"],
+                      "Peephole weights per voxel (original) or per channel (any grid size).")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker_mirrored"],
+                      "tf.distribute strategy (multi-node via TF_CONFIG).")
+    flags.DEFINE_boolean("fresh_start", False,
+                         "Delete the checkpoints in save_dir and train from scratch.")
+    flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept in save_dir (the newest).")
+    flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and scheduled sampling.")
