@@ -1,0 +1,34 @@
+"""Data: readers/writers of the real file formats, synthetic generators, tf.data pipelines.
+
+* :mod:`tfastro.data.npz` — the 3D-MIM sn ``.npz`` (frames ``(N, C, X, Y, Z)`` float32 in
+  [0, 1], clips ``(2, n_clips, 2)``, dims ``(1, 4)``).
+* :mod:`tfastro.data.synthetic` — synthetic supernova-shell frames in that format (also a
+  command line: ``python -m tfastro.data.synthetic sn --out PATH``).
+* :mod:`tfastro.data.pipeline` — ``tf.data`` batches ``(batch, time, X, Y, Z, C)``.
+
+The synthetic and pipeline names are imported on first use, so reading files or running
+the generator does not import TensorFlow.
+"""
+import importlib
+
+from tfastro.data.npz import (SNData, check_sn_config, default_clips, load_sn_npz,
+                              save_sn_npz)
+
+_LAZY = {
+    "sn_dataset": "tfastro.data.pipeline",
+    "SNParams": "tfastro.data.synthetic",
+    "lognormal_cloud": "tfastro.data.synthetic",
+    "blast_density": "tfastro.data.synthetic",
+    "sn_density_clips": "tfastro.data.synthetic",
+    "normalise_density": "tfastro.data.synthetic",
+    "make_sn_clips": "tfastro.data.synthetic",
+}
+
+__all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",
+           *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
