@@ -12,7 +12,7 @@ from tfastro.errors import UserInputError
 
 
 def sn_dataset(data: SNData, total_length, batch_size, *, shuffle=False, seed=None,
-               repeat=False, drop_remainder=False) -> tf.data.Dataset:
+               repeat=False, drop_remainder=False, start_batch=0) -> tf.data.Dataset:
     """Batches of clips as a ``tf.data.Dataset``.
 
     Args:
@@ -24,6 +24,9 @@ def sn_dataset(data: SNData, total_length, batch_size, *, shuffle=False, seed=No
       repeat: repeat forever; each epoch visits every clip once.
       drop_remainder: drop a last batch smaller than ``batch_size``; without it one epoch
         yields every clip exactly once.
+      start_batch: skip the clips of this many batches first; with a fixed ``seed`` and
+        ``repeat`` the sequence then continues exactly where a run that stopped after
+        ``start_batch`` batches left off (resuming training).
     Returns:
       dataset of float32 tensors ``(batch, total_length, X, Y, Z, C)`` (the batch dimension
       is static when ``drop_remainder``), prefetched.
@@ -50,6 +53,7 @@ def sn_dataset(data: SNData, total_length, batch_size, *, shuffle=False, seed=No
         ds = ds.shuffle(data.num_clips, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    ds = ds.skip(start_batch * batch_size)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)

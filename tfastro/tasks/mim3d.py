@@ -293,7 +293,7 @@ def train(cfg, log=print):
                 forecast_and_score(model, valid_data, cfg, results_dir(cfg.gen_frm_dir, itr), log)
 
     dataset = sn_dataset(train_data, cfg.total_length, cfg.batch_size, shuffle=True,
-                         seed=cfg.seed + start, repeat=True, drop_remainder=True)
+                         seed=cfg.seed, repeat=True, drop_remainder=True, start_batch=start)
     began = time.time()
     model.fit(dataset, epochs=1, steps_per_epoch=cfg.max_iterations - start, verbose=0, shuffle=False,
               callbacks=[Intervals()])
