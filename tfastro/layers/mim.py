@@ -27,6 +27,19 @@ def _check_peephole(peephole):
     return peephole
 
 
+def _check_grid(mim_s, tensors):
+    """Per-voxel peephole weights fit only the grid they were built for: say so clearly."""
+    if mim_s.peephole != "voxel":
+        return
+    built = tuple(mim_s.oc_weight.shape[:3])
+    for t in tensors:
+        grid = None if t is None else tuple(t.shape[1:4])
+        if grid is not None and None not in grid and grid != built:
+            raise ValueError(f"{mim_s.name} has per-voxel peephole weights for the grid {built} "
+                             f"but was given a field on the grid {grid}; use peephole='channel' "
+                             f"to run on grids other than the one the layer was built on")
+
+
 def _base_config(layer):
     return {"num_hidden": layer.num_hidden, "filter_size": layer.filter_size,
             "layer_norm": layer.layer_norm, "forget_bias": layer.forget_bias}
@@ -123,6 +136,7 @@ class MIMS3D(keras.layers.Layer):
                                          initializer="glorot_uniform")
 
     def call(self, x=None, h=None, c=None):
+        _check_grid(self, (x, h, c))
         n = self.num_hidden
         i_h, g_h, f_h, o_h = ops.split(_response(self.conv_h, h), 4, axis=-1)
         i_x, g_x, f_x, o_x = ops.split(_response(self.conv_x, x), 4, axis=-1)
@@ -198,6 +212,7 @@ class MIMBlock3D(keras.layers.Layer):
         self.cell_reduce.build(tuple(x_shape[:-1]) + (2 * self.num_hidden,))
 
     def call(self, x, diff_h=None, h=None, c=None, m=None, s=None):
+        _check_grid(self.mim_s, (x,))
         i_x, g_x, f_x, o_x = ops.split(self.conv_x(x), 4, axis=-1)
         i_h, g_h, o_h = ops.split(_response(self.conv_h, h), 3, axis=-1)
         i_m, g_m, f_m, o_m = ops.split(_response(self.conv_m, m), 4, axis=-1)

@@ -29,7 +29,7 @@ class TensorLayerNorm(keras.layers.Layer):
         mean, var = ops.moments(x32, axes=axes, keepdims=True)
         y = (x32 - mean) * ops.rsqrt(var + self.epsilon)
         y = y * ops.cast(self.scale, "float32") + ops.cast(self.offset, "float32")
-        return ops.cast(y, x.dtype)
+        return ops.cast(y, self.compute_dtype)
 
     def normalize_constant(self, values):
         """Normalise a field that is constant in space: ``values`` (C,), the same at every voxel.

@@ -184,6 +184,8 @@ class MIM3D(keras.Model):
 
     def train_step(self, data):
         frames = data[0] if isinstance(data, (tuple, list)) else data
+        if not self.built:  # fit() on a fresh model: the counters below are made in build()
+            self.build(frames.shape)
         self.iteration.assign_add(1)
         iteration = tf.identity(self.iteration.value)
         if self.scheduled_sampling:
