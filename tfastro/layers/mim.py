@@ -11,7 +11,7 @@ Gate groups are split along channels in the order (i, g, f, o), or (i, g, o) for
 import keras
 from keras import ops
 
-from tfastro.layers.conv import ConvNorm3D
+from tfastro.layers.conv import ChannelGlorotUniform, ConvNorm3D
 
 PEEPHOLES = ("voxel", "channel")
 
@@ -40,13 +40,34 @@ def _check_grid(mim_s, tensors):
                              f"to run on grids other than the one the layer was built on")
 
 
-def _base_config(layer):
-    return {"num_hidden": layer.num_hidden, "filter_size": layer.filter_size,
-            "layer_norm": layer.layer_norm, "forget_bias": layer.forget_bias}
+class _RecurrentCell3D(keras.layers.Layer):
+    """Settings shared by the cells: hidden channels, kernel size, layer norm, forget bias."""
+
+    def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_hidden = int(num_hidden)
+        self.filter_size = int(filter_size)
+        self.layer_norm = bool(layer_norm)
+        self.forget_bias = float(forget_bias)
+
+    def _conv(self, groups, name, kernel_initializer=None):
+        """A ConvNorm3D giving ``groups`` gate groups of num_hidden channels."""
+        return ConvNorm3D(groups * self.num_hidden, self.filter_size, self.layer_norm,
+                          kernel_initializer, dtype=self.dtype_policy, name=name)
+
+    def _cell_reduce(self):
+        """The 1x1x1 convolution of [c', m'] to num_hidden channels."""
+        return keras.layers.Conv3D(self.num_hidden, 1, padding="same", dtype=self.dtype_policy,
+                                   name="cell_reduce", kernel_initializer=ChannelGlorotUniform())
+
+    def get_config(self):
+        return {**super().get_config(), "num_hidden": self.num_hidden,
+                "filter_size": self.filter_size, "layer_norm": self.layer_norm,
+                "forget_bias": self.forget_bias}
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
-class SpatioTemporalLSTMCell3D(keras.layers.Layer):
+class SpatioTemporalLSTMCell3D(_RecurrentCell3D):
     """Spatiotemporal LSTM cell (PredRNN), the first layer of 3D-MIM.
 
     ``call(x, h, c, m) -> (h', c', m')`` with x (B, X, Y, Z, C_in) and h, c, m
@@ -58,17 +79,11 @@ class SpatioTemporalLSTMCell3D(keras.layers.Layer):
     """
 
     def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.num_hidden = int(num_hidden)
-        self.filter_size = int(filter_size)
-        self.layer_norm = bool(layer_norm)
-        self.forget_bias = float(forget_bias)
-        n, k, ln, dt = self.num_hidden, self.filter_size, self.layer_norm, self.dtype_policy
-        self.conv_h = ConvNorm3D(4 * n, k, ln, dtype=dt, name="time_state_to_state")
-        self.conv_m = ConvNorm3D(4 * n, k, ln, dtype=dt, name="spatio_state_to_state")
-        self.conv_x = ConvNorm3D(4 * n, k, ln, dtype=dt, name="input_to_state")
-        self.cell_reduce = keras.layers.Conv3D(n, 1, padding="same", dtype=dt, name="cell_reduce",
-                                               kernel_initializer=self.conv_h.kernel_initializer)
+        super().__init__(num_hidden, filter_size, layer_norm, forget_bias, **kwargs)
+        self.conv_h = self._conv(4, "time_state_to_state")
+        self.conv_m = self._conv(4, "spatio_state_to_state")
+        self.conv_x = self._conv(4, "input_to_state")
+        self.cell_reduce = self._cell_reduce()
 
     def build(self, x_shape):
         state_shape = tuple(x_shape[:-1]) + (self.num_hidden,)
@@ -94,12 +109,10 @@ class SpatioTemporalLSTMCell3D(keras.layers.Layer):
         h_new = o * ops.tanh(self.cell_reduce(ops.concatenate([c_new, m_new], axis=-1)))
         return h_new, c_new, m_new
 
-    def get_config(self):
-        return {**super().get_config(), **_base_config(self)}
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
-class MIMS3D(keras.layers.Layer):
+class MIMS3D(_RecurrentCell3D):
     """Stationary module MIM-S: a ConvLSTM with peepholes, ``call(x, h, c) -> (h', c')``.
 
     x (B, X, Y, Z, C_in) is the input (zeros when ``None``), h the hidden input and c the
@@ -115,15 +128,10 @@ class MIMS3D(keras.layers.Layer):
 
     def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0,
                  peephole="voxel", kernel_initializer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.num_hidden = int(num_hidden)
-        self.filter_size = int(filter_size)
-        self.layer_norm = bool(layer_norm)
-        self.forget_bias = float(forget_bias)
+        super().__init__(num_hidden, filter_size, layer_norm, forget_bias, **kwargs)
         self.peephole = _check_peephole(peephole)
-        n, k, ln, dt = self.num_hidden, self.filter_size, self.layer_norm, self.dtype_policy
-        self.conv_h = ConvNorm3D(4 * n, k, ln, kernel_initializer, dtype=dt, name="state_to_state")
-        self.conv_x = ConvNorm3D(4 * n, k, ln, kernel_initializer, dtype=dt, name="input_to_state")
+        self.conv_h = self._conv(4, "state_to_state", kernel_initializer)
+        self.conv_x = self._conv(4, "input_to_state", kernel_initializer)
 
     def build(self, x_shape):
         n = self.num_hidden
@@ -153,7 +161,7 @@ class MIMS3D(keras.layers.Layer):
         return h_new, c_new
 
     def get_config(self):
-        return {**super().get_config(), **_base_config(self), "peephole": self.peephole,
+        return {**super().get_config(), "peephole": self.peephole,
                 "kernel_initializer": keras.initializers.serialize(self.conv_h.kernel_initializer)}
 
 
@@ -174,7 +182,7 @@ class MIMN3D(MIMS3D):
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
-class MIMBlock3D(keras.layers.Layer):
+class MIMBlock3D(_RecurrentCell3D):
     """Memory-In-Memory block, layers 2..L of 3D-MIM.
 
     ``call(x, diff_h, h, c, m, s) -> (h', c', m', s')``: x is the hidden state of the layer
@@ -189,19 +197,14 @@ class MIMBlock3D(keras.layers.Layer):
 
     def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0,
                  peephole="voxel", **kwargs):
-        super().__init__(**kwargs)
-        self.num_hidden = int(num_hidden)
-        self.filter_size = int(filter_size)
-        self.layer_norm = bool(layer_norm)
-        self.forget_bias = float(forget_bias)
+        super().__init__(num_hidden, filter_size, layer_norm, forget_bias, **kwargs)
         self.peephole = _check_peephole(peephole)
-        n, k, ln, dt = self.num_hidden, self.filter_size, self.layer_norm, self.dtype_policy
-        self.conv_h = ConvNorm3D(3 * n, k, ln, dtype=dt, name="time_state_to_state")
-        self.conv_m = ConvNorm3D(4 * n, k, ln, dtype=dt, name="spatio_state_to_state")
-        self.conv_x = ConvNorm3D(4 * n, k, ln, dtype=dt, name="input_to_state")
-        self.mim_s = MIMS3D(n, k, ln, forget_bias, peephole, dtype=dt, name="mim_s")
-        self.cell_reduce = keras.layers.Conv3D(n, 1, padding="same", dtype=dt, name="cell_reduce",
-                                               kernel_initializer=self.conv_h.kernel_initializer)
+        self.conv_h = self._conv(3, "time_state_to_state")
+        self.conv_m = self._conv(4, "spatio_state_to_state")
+        self.conv_x = self._conv(4, "input_to_state")
+        self.mim_s = MIMS3D(num_hidden, filter_size, layer_norm, forget_bias, peephole,
+                            dtype=self.dtype_policy, name="mim_s")
+        self.cell_reduce = self._cell_reduce()
 
     def build(self, x_shape):
         state_shape = tuple(x_shape[:-1]) + (self.num_hidden,)
@@ -229,4 +232,4 @@ class MIMBlock3D(keras.layers.Layer):
         return h_new, c_new, m_new, ops.broadcast_to(s_new, ops.shape(c_new))
 
     def get_config(self):
-        return {**super().get_config(), **_base_config(self), "peephole": self.peephole}
+        return {**super().get_config(), "peephole": self.peephole}

@@ -24,12 +24,14 @@ class TensorLayerNorm(keras.layers.Layer):
         self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
 
     def call(self, x):
-        x32 = ops.cast(x, "float32")
+        # Statistics in float32; the normalisation is one multiply-add per element in the
+        # compute dtype: y = x * a + b with a = scale / sqrt(var + eps), b = offset - mean a.
         axes = tuple(range(1, len(x.shape)))
-        mean, var = ops.moments(x32, axes=axes, keepdims=True)
-        y = (x32 - mean) * ops.rsqrt(var + self.epsilon)
-        y = y * ops.cast(self.scale, "float32") + ops.cast(self.offset, "float32")
-        return ops.cast(y, self.compute_dtype)
+        mean, var = ops.moments(ops.cast(x, "float32"), axes=axes, keepdims=True)
+        a = ops.rsqrt(var + self.epsilon) * ops.cast(self.scale, "float32")
+        b = ops.cast(self.offset, "float32") - mean * a
+        dtype = self.compute_dtype
+        return ops.cast(x, dtype) * ops.cast(a, dtype) + ops.cast(b, dtype)
 
     def normalize_constant(self, values):
         """Normalise a field that is constant in space: ``values`` (C,), the same at every voxel.

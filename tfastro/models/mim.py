@@ -5,6 +5,8 @@ The model folds p^3 blocks into channels (``patch_size``), runs one SpatioTempor
 followed by MIM blocks (with MIM-N modules between layers) over ``total_length - 1`` steps and
 returns the predictions of frames 1 .. T-1, (B, T-1, X, Y, Z, C).
 """
+import contextlib
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -131,19 +133,38 @@ class MIM3D(keras.Model):
                                                 self.sampling_start_value if self.scheduled_sampling else 0.0),
                                             trainable=False, aggregation="only_first_replica")
 
-    def _cell(self, layer, *args, training=False):
-        """Run one cell, rematerialised in the backward pass when ``remat`` and training."""
+    def _cell(self, layer, *args, training=False, weights=None):
+        """Run one cell; rematerialised in the backward pass when ``remat`` and training.
+
+        ``weights`` ({id(variable): tensor}, this time step's weight values, see ``_unroll``)
+        enter the rematerialised function as arguments, so their gradients flow through it.
+        """
         if not (self.remat and training):
             return layer(*args)
         present = [a is not None for a in args]
+        states = [a for a in args if a is not None]
+        variables = layer.trainable_variables if weights is not None else []
 
         def run(*tensors):
-            it = iter(tensors)
-            return layer(*[next(it) if p else None for p in present])
+            it = iter(tensors[:len(states)])
+            mapping = list(zip(variables, tensors[len(states):]))
+            with keras.StatelessScope(state_mapping=mapping) if mapping else contextlib.nullcontext():
+                return layer(*[next(it) if p else None for p in present])
 
-        return keras.remat(run)(*[a for a in args if a is not None])
+        return keras.remat(run)(*states, *[weights[id(v)] for v in variables])
 
     def call(self, frames, sampling_mask=None, training=False):
+        return self._unroll(frames, sampling_mask, training)
+
+    def _unroll(self, frames, sampling_mask=None, training=False, weights=None):
+        """The recurrence over time steps; see the class docstring for shapes.
+
+        ``weights``: float32 values of ``trainable_variables`` (training only). Each time
+        step then uses its own identity copy, chained from the previous step's, so that in
+        the backward pass the weight gradients are summed step by step as they arrive
+        instead of all steps' gradients being held until one final sum (at 32^3 with
+        per-voxel peepholes that pile is larger than the states themselves).
+        """
         frames = reshape_patch(ops.cast(frames, self.compute_dtype), self.patch_size)
         layers = len(self.num_hidden)
         h, c, s = [None] * layers, [None] * layers, [None] * layers
@@ -159,16 +180,26 @@ class MIM3D(keras.Model):
                 w = ops.cast(ops.reshape(sampling_mask[:, t - self.input_length], (-1, 1, 1, 1, 1)),
                              self.compute_dtype)
                 x_t = w * frames[:, t] + (1 - w) * x_gen
-            h_before = h[0]
-            h[0], c[0], m = self._cell(self.stlstm, x_t, h[0], c[0], m, training=training)
-            for i in range(1, layers):
-                if t > 0:  # at t = 0 the original's MIM-N output is discarded: skip it
-                    diff = h[0] - h_before if i == 1 else diff_h[i - 1]
-                    diff_h[i], diff_c[i] = self._cell(self.mim_n[i - 1], diff, diff_h[i], diff_c[i],
-                                                      training=training)
-                h[i], c[i], m, s[i] = self._cell(self.blocks[i - 1], h[i - 1], diff_h[i], h[i],
-                                                 c[i], m, s[i], training=training)
-            x_gen = self.back_to_pixel(h[-1])
+            step = None
+            if weights is not None:
+                weights = [tf.identity(w) for w in weights]
+                step = {id(v): w for v, w in zip(self.trainable_variables, weights)}
+            scope = (keras.StatelessScope(state_mapping=list(zip(self.trainable_variables, weights)))
+                     if weights is not None else contextlib.nullcontext())
+            with scope:
+                h_before = h[0]
+                h[0], c[0], m = self._cell(self.stlstm, x_t, h[0], c[0], m,
+                                           training=training, weights=step)
+                for i in range(1, layers):
+                    if t > 0:  # at t = 0 the original's MIM-N output is discarded: skip it
+                        diff = h[0] - h_before if i == 1 else diff_h[i - 1]
+                        diff_h[i], diff_c[i] = self._cell(self.mim_n[i - 1], diff, diff_h[i],
+                                                          diff_c[i], training=training,
+                                                          weights=step)
+                    h[i], c[i], m, s[i] = self._cell(self.blocks[i - 1], h[i - 1], diff_h[i],
+                                                     h[i], c[i], m, s[i], training=training,
+                                                     weights=step)
+                x_gen = self.back_to_pixel(h[-1])
             predictions.append(x_gen)
         return reshape_patch_back(ops.stack(predictions, axis=1), self.patch_size)
 
@@ -176,7 +207,8 @@ class MIM3D(keras.Model):
         """One optimizer step on one view of the batch; returns its (unscaled) loss."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = frame_loss(frames, self(frames, sampling_mask=mask, training=True))
+            weights = [tf.identity(v.value) for v in self.trainable_variables]  # float32 reads
+            loss = frame_loss(frames, self._unroll(frames, mask, training=True, weights=weights))
             scaled = self.optimizer.scale_loss(loss / replicas)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))

@@ -236,10 +236,19 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     return result
 
 
-def _prepare_gpu(cfg):
+def configure_tensorflow(cfg):
+    """Process-wide TensorFlow settings for a 3D-MIM run (call before building the model).
+
+    - GPU memory growth when ``allow_gpu_growth``;
+    - Grappler graph optimisation off: the unrolled 3D-MIM training graph has ~57,000 nodes
+      and Grappler spends ~20 s of start-up on it without making a step faster (measured
+      with bench/mim3d_step.py; the step is dominated by convolutions).
+    """
+    import tensorflow as tf
     if cfg.allow_gpu_growth:
         from tfastro.distribute import allow_gpu_memory_growth
         allow_gpu_memory_growth()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 def train(cfg, log=print):
@@ -257,7 +266,7 @@ def train(cfg, log=print):
         raise UserInputError(f"--batch_size={cfg.batch_size}: the training data "
                              f"{cfg.train_data_paths!r} holds only {train_data.num_clips} clips")
     pretrained = resolve_checkpoint(cfg.pretrained_model) if cfg.pretrained_model else None
-    _prepare_gpu(cfg)
+    configure_tensorflow(cfg)
     keras.utils.set_random_seed(cfg.seed)
     with get_strategy(cfg.strategy).scope():
         model = build_model(cfg)
@@ -313,7 +322,7 @@ def test(cfg, log=print):
                              f"with checkpoints; {cfg.save_dir!r} does not exist")
     path = resolve_checkpoint(source, "--pretrained_model" if cfg.pretrained_model else "--save_dir")
     valid_data = load_clips(cfg, "valid_data_paths")
-    _prepare_gpu(cfg)
+    configure_tensorflow(cfg)
     model = build_model(cfg)
     restore(model, path, cfg.grid + (cfg.img_channel,))
     log(f"forecasting with {path} (iteration {int(model.iteration.numpy())})")
