@@ -9,6 +9,7 @@ import pytest
 from tests.tasks.conftest import small_config
 from tfastro.data.npz import load_sn_npz, save_sn_npz
 from tfastro.data.synthetic import make_sn_clips
+from tfastro.errors import UserInputError
 from tfastro.models import sampling_eta
 from tfastro.tasks.mim3d import run
 
@@ -94,3 +95,19 @@ def test_training_beats_copying_the_last_frame(tmp_path):
     baseline = _copy_last_frame_loss(load_sn_npz(path), cfg)
     print(f"validation MSE {model_mse:.5f}, copy-the-last-frame {baseline:.5f}")
     assert model_mse < 0.5 * baseline, (model_mse, baseline)
+
+
+def test_channel_peepholes_forecast_a_larger_grid(tmp_path, sn_file):
+    cfg = small_config(tmp_path, sn_file, peephole="channel", max_iterations=1)
+    run(cfg, log=_quiet)
+    frames, clips = make_sn_clips(2, 6, 16, seed=4)
+    big = save_sn_npz(tmp_path / "big.npz", frames, clips)
+    on_big = dict(is_training=False, valid_data_paths=big, img_width=16, img_depth=16)
+    result = run(dataclasses.replace(cfg, **on_big), log=_quiet)
+    assert result["clips"] == 2
+    pd = np.load(os.path.join(cfg.gen_frm_dir, "1", "1", "pd.npy"))
+    assert pd.shape == (4, 16, 16, 16, 1) and np.all(np.isfinite(pd))
+    voxel = small_config(tmp_path / "voxel", sn_file, max_iterations=1)
+    run(voxel, log=_quiet)
+    with pytest.raises(UserInputError, match="grid"):
+        run(dataclasses.replace(voxel, **on_big), log=_quiet)
