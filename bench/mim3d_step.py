@@ -24,10 +24,11 @@ def one_case(grid, precision, remat, steps):
     import numpy as np
     import resource
 
-    from tfastro.tasks.mim3d import MIM3DConfig, build_model, use_remat
+    from tfastro.tasks.mim3d import MIM3DConfig, build_model, configure_tensorflow, use_remat
     cfg = MIM3DConfig(img_width=grid, img_depth=grid, input_length=1, total_length=20,
                       num_hidden="32,32,32,32", patch_size=1, batch_size=1, reverse_input=False,
                       precision=precision, remat=remat)
+    configure_tensorflow(cfg)
     model = build_model(cfg)
     clip = np.random.default_rng(0).random((1, 20, grid, grid, grid, 1), dtype=np.float32)
     model.train_on_batch(clip)  # traces the graph and runs the first step
