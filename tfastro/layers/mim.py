@@ -60,6 +60,13 @@ class _RecurrentCell3D(keras.layers.Layer):
         return keras.layers.Conv3D(self.num_hidden, 1, padding="same", dtype=self.dtype_policy,
                                    name="cell_reduce", kernel_initializer=ChannelGlorotUniform())
 
+    def _build_memory_cell(self, x_shape):
+        """Build conv_x (on x), conv_h and conv_m (on states) and cell_reduce (on [c', m'])."""
+        self.conv_x.build(x_shape)
+        self.conv_h.build(tuple(x_shape[:-1]) + (self.num_hidden,))
+        self.conv_m.build(tuple(x_shape[:-1]) + (self.num_hidden,))
+        self.cell_reduce.build(tuple(x_shape[:-1]) + (2 * self.num_hidden,))
+
     def get_config(self):
         return {**super().get_config(), "num_hidden": self.num_hidden,
                 "filter_size": self.filter_size, "layer_norm": self.layer_norm,
@@ -86,11 +93,7 @@ class SpatioTemporalLSTMCell3D(_RecurrentCell3D):
         self.cell_reduce = self._cell_reduce()
 
     def build(self, x_shape):
-        state_shape = tuple(x_shape[:-1]) + (self.num_hidden,)
-        self.conv_x.build(x_shape)
-        self.conv_h.build(state_shape)
-        self.conv_m.build(state_shape)
-        self.cell_reduce.build(tuple(x_shape[:-1]) + (2 * self.num_hidden,))
+        self._build_memory_cell(x_shape)
 
     def call(self, x, h=None, c=None, m=None):
         i_x, g_x, f_x, o_x = ops.split(self.conv_x(x), 4, axis=-1)
@@ -207,12 +210,8 @@ class MIMBlock3D(_RecurrentCell3D):
         self.cell_reduce = self._cell_reduce()
 
     def build(self, x_shape):
-        state_shape = tuple(x_shape[:-1]) + (self.num_hidden,)
-        self.conv_x.build(x_shape)
-        self.conv_h.build(state_shape)
-        self.conv_m.build(state_shape)
-        self.mim_s.build(state_shape)
-        self.cell_reduce.build(tuple(x_shape[:-1]) + (2 * self.num_hidden,))
+        self._build_memory_cell(x_shape)
+        self.mim_s.build(tuple(x_shape[:-1]) + (self.num_hidden,))
 
     def call(self, x, diff_h=None, h=None, c=None, m=None, s=None):
         _check_grid(self.mim_s, (x,))

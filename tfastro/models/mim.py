@@ -171,6 +171,7 @@ class MIM3D(keras.Model):
         diff_h, diff_c = [None] * layers, [None] * layers
         m = x_gen = None
         predictions = []
+        variables = self.trainable_variables if weights is not None else []
         for t in range(self.total_length - 1):
             if t < self.input_length:
                 x_t = frames[:, t]
@@ -183,8 +184,8 @@ class MIM3D(keras.Model):
             step = None
             if weights is not None:
                 weights = [tf.identity(w) for w in weights]
-                step = {id(v): w for v, w in zip(self.trainable_variables, weights)}
-            scope = (keras.StatelessScope(state_mapping=list(zip(self.trainable_variables, weights)))
+                step = {id(v): w for v, w in zip(variables, weights)}
+            scope = (keras.StatelessScope(state_mapping=list(zip(variables, weights)))
                      if weights is not None else contextlib.nullcontext())
             with scope:
                 h_before = h[0]
