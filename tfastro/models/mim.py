@@ -8,7 +8,6 @@ returns the predictions of frames 1 .. T-1, (B, T-1, X, Y, Z, C).
 import contextlib
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from tfastro.layers.mim import PEEPHOLES, MIMBlock3D, MIMN3D, SpatioTemporalLSTMCell3D
@@ -183,7 +182,7 @@ class MIM3D(keras.Model):
                 x_t = w * frames[:, t] + (1 - w) * x_gen
             step = None
             if weights is not None:
-                weights = [tf.identity(w) for w in weights]
+                weights = [ops.copy(w) for w in weights]
                 step = {id(v): w for v, w in zip(variables, weights)}
             scope = (keras.StatelessScope(state_mapping=list(zip(variables, weights)))
                      if weights is not None else contextlib.nullcontext())
@@ -206,6 +205,7 @@ class MIM3D(keras.Model):
 
     def _train_on(self, frames, mask):
         """One optimizer step on one view of the batch; returns its (unscaled) loss."""
+        import tensorflow as tf  # training is TensorFlow's; the forward pass runs on any backend
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             weights = [tf.identity(v.value) for v in self.trainable_variables]  # float32 reads
@@ -216,6 +216,7 @@ class MIM3D(keras.Model):
         return loss
 
     def train_step(self, data):
+        import tensorflow as tf
         frames = data[0] if isinstance(data, (tuple, list)) else data
         if not self.built:  # fit() on a fresh model: the counters below are made in build()
             self.build(frames.shape)
