@@ -13,8 +13,8 @@ from tfastro.models import (MIM3D, MIMAdam, check_num_hidden, reshape_patch, res
 SMALL = dict(num_hidden=(2, 2), filter_size=3, input_length=1, total_length=3)
 
 
-def clips(rng, batch=4, grid=(4, 4, 4)):
-    return rng.uniform(size=(batch, SMALL["total_length"]) + grid + (1,)).astype("float32")
+def clips(rng, batch=4, grid=(4, 4, 4), length=SMALL["total_length"]):
+    return rng.uniform(size=(batch, length) + grid + (1,)).astype("float32")
 
 
 # --- patching -------------------------------------------------------------------------------
@@ -145,12 +145,12 @@ def test_compiled_model_survives_keras_save_and_load(rng, tmp_path):
 
 
 def test_remat_trains_like_plain_backprop(rng):
-    frames = clips(rng)
+    frames = clips(rng, length=7)  # 6 steps: remat runs them in segments of 3
     runs = []
     weights = None
     for remat in (False, True):  # graph mode, where rematerialisation matters
-        model = MIM3D(**SMALL, layer_norm=False, remat=remat, reverse_input=False,
-                      scheduled_sampling=False)
+        model = MIM3D(**{**SMALL, "total_length": 7}, layer_norm=False, remat=remat,
+                      reverse_input=False, scheduled_sampling=False)
         model.build(frames.shape)
         if weights is None:
             weights = model.get_weights()

@@ -6,6 +6,7 @@ followed by MIM blocks (with MIM-N modules between layers) over ``total_length -
 returns the predictions of frames 1 .. T-1, (B, T-1, X, Y, Z, C).
 """
 import contextlib
+import math
 
 import keras
 from keras import ops
@@ -163,15 +164,61 @@ class MIM3D(keras.Model):
         the backward pass the weight gradients are summed step by step as they arrive
         instead of all steps' gradients being held until one final sum (at 32^3 with
         per-voxel peepholes that pile is larger than the states themselves).
+
+        With ``remat`` in training the steps also run in segments of about sqrt(steps):
+        only the state entering each segment is kept, the segment's own states are
+        recomputed in the backward pass (one more forward pass in all).
         """
         frames = reshape_patch(ops.cast(frames, self.compute_dtype), self.patch_size)
+        steps = self.total_length - 1
+        state = [None] * (5 * len(self.num_hidden) + 2)
+        segment = math.ceil(math.sqrt(steps)) if self.remat and training and steps > 3 else steps
+        segment = max(segment, 2)  # after steps 0 and 1 every state exists
+        predictions = []
+        for t0 in range(0, steps, segment):
+            t1 = min(t0 + segment, steps)
+            if segment < steps:
+                state, weights, out = self._remat_segment(t0, t1, state, frames, sampling_mask,
+                                                          weights)
+            else:
+                state, weights, out = self._steps(t0, t1, state, frames, sampling_mask,
+                                                  training, weights)
+            predictions += out
+        return reshape_patch_back(ops.stack(predictions, axis=1), self.patch_size)
+
+    def _remat_segment(self, t0, t1, state, frames, sampling_mask, weights):
+        """``_steps`` from t0 to t1 keeping only its inputs for the backward pass."""
+        present = [x is not None for x in state]
+        inputs = [x for x in state if x is not None]
+        weights = weights or []
+        produced = []  # which entries of the state the segment returns (set while tracing)
+
+        def run(*tensors):
+            it = iter(tensors[:len(inputs)])
+            segment_state = [next(it) if p else None for p in present]
+            new_state, _, out = self._steps(t0, t1, segment_state, frames, sampling_mask, True,
+                                            list(tensors[len(inputs):]) or None)
+            produced[:] = [x is not None for x in new_state]
+            return [x for x in new_state if x is not None] + out
+
+        outputs = list(keras.remat(run)(*inputs, *weights))
+        it = iter(outputs[:sum(produced)])
+        new_state = [next(it) if p else None for p in produced]
+        # copies of this segment's weights continue the chain of running gradient sums
+        return new_state, [ops.copy(w) for w in weights] or None, outputs[sum(produced):]
+
+    def _steps(self, t0, t1, state, frames, sampling_mask, training, weights):
+        """Time steps t0 .. t1-1 from ``state``: returns (state, weights, predictions).
+
+        state: flat list [h_1..h_L, c_1..c_L, s_1..s_L, diffh_1..diffh_L, diffc_1..diffc_L,
+        m, x_gen] of (B, X/p, Y/p, Z/p, C') tensors or None (zeros, before the first step).
+        """
         layers = len(self.num_hidden)
-        h, c, s = [None] * layers, [None] * layers, [None] * layers
-        diff_h, diff_c = [None] * layers, [None] * layers
-        m = x_gen = None
+        h, c, s, diff_h, diff_c = (list(state[i * layers:(i + 1) * layers]) for i in range(5))
+        m, x_gen = state[-2:]
         predictions = []
         variables = self.trainable_variables if weights is not None else []
-        for t in range(self.total_length - 1):
+        for t in range(t0, t1):
             if t < self.input_length:
                 x_t = frames[:, t]
             elif sampling_mask is None:
@@ -201,7 +248,7 @@ class MIM3D(keras.Model):
                                                      weights=step)
                 x_gen = self.back_to_pixel(h[-1])
             predictions.append(x_gen)
-        return reshape_patch_back(ops.stack(predictions, axis=1), self.patch_size)
+        return h + c + s + diff_h + diff_c + [m, x_gen], weights, predictions
 
     def _train_on(self, frames, mask):
         """One optimizer step on one view of the batch; returns its (unscaled) loss."""
