@@ -6,7 +6,6 @@ followed by MIM blocks (with MIM-N modules between layers) over ``total_length -
 returns the predictions of frames 1 .. T-1, (B, T-1, X, Y, Z, C).
 """
 import contextlib
-import math
 
 import keras
 from keras import ops
@@ -136,7 +135,7 @@ class MIM3D(keras.Model):
     def _cell(self, layer, *args, training=False, weights=None):
         """Run one cell; rematerialised in the backward pass when ``remat`` and training.
 
-        ``weights`` ({id(variable): tensor}, this time step's weight values, see ``_unroll``)
+        ``weights`` ({id(variable): tensor}, the step's weight values, see ``_unroll``)
         enter the rematerialised function as arguments, so their gradients flow through it.
         """
         if not (self.remat and training):
@@ -159,96 +158,80 @@ class MIM3D(keras.Model):
     def _unroll(self, frames, sampling_mask=None, training=False, weights=None):
         """The recurrence over time steps; see the class docstring for shapes.
 
-        ``weights``: float32 values of ``trainable_variables`` (training only). Each time
-        step then uses its own identity copy, chained from the previous step's, so that in
-        the backward pass the weight gradients are summed step by step as they arrive
-        instead of all steps' gradients being held until one final sum (at 32^3 with
-        per-voxel peepholes that pile is larger than the states themselves).
+        Steps 0 and 1 (where states are still zeros and convolutions of them are skipped) run
+        as Python code; the remaining steps are one symbolic loop (``keras.ops.fori_loop``),
+        so the traced program holds one step, not ``total_length - 1`` copies of it. In the
+        backward pass the loop keeps what each step's gradient needs (with ``remat``: the
+        cells' inputs only) and sums the weight gradients step by step.
 
-        With ``remat`` in training the steps also run in segments of about sqrt(steps):
-        only the state entering each segment is kept, the segment's own states are
-        recomputed in the backward pass (one more forward pass in all).
+        ``weights``: values of ``trainable_variables`` used instead of the variables
+        (training: their gradients are taken with respect to these tensors).
         """
         frames = reshape_patch(ops.cast(frames, self.compute_dtype), self.patch_size)
         steps = self.total_length - 1
-        state = [None] * (5 * len(self.num_hidden) + 2)
-        segment = math.ceil(math.sqrt(steps)) if self.remat and training and steps > 3 else steps
-        segment = max(segment, 2)  # after steps 0 and 1 every state exists
-        predictions = []
-        for t0 in range(0, steps, segment):
-            t1 = min(t0 + segment, steps)
-            if segment < steps:
-                state, weights, out = self._remat_segment(t0, t1, state, frames, sampling_mask,
-                                                          weights)
-            else:
-                state, weights, out = self._steps(t0, t1, state, frames, sampling_mask,
-                                                  training, weights)
-            predictions += out
-        return reshape_patch_back(ops.stack(predictions, axis=1), self.patch_size)
+        variables = self.trainable_variables if weights is not None else []
+        step_weights = {id(v): w for v, w in zip(variables, weights)} if weights is not None else None
+        with (keras.StatelessScope(state_mapping=list(zip(variables, weights)))
+              if weights is not None else contextlib.nullcontext()):
+            state = [None] * (5 * len(self.num_hidden) + 2)
+            predictions = []
+            for t in range(min(2, steps)):
+                state = self._step(t, state, frames, sampling_mask, training, step_weights)
+                predictions.append(state[-1])
+            predictions = ops.stack(predictions, axis=1)
+            if steps > 2:
+                present = [x is not None for x in state]
 
-    def _remat_segment(self, t0, t1, state, frames, sampling_mask, weights):
-        """``_steps`` from t0 to t1 keeping only its inputs for the backward pass."""
-        present = [x is not None for x in state]
-        inputs = [x for x in state if x is not None]
-        weights = weights or []
-        produced = []  # which entries of the state the segment returns (set while tracing)
+                def body(t, carry):
+                    it = iter(carry[:-1])
+                    new = self._step(t, [next(it) if p else None for p in present], frames,
+                                     sampling_mask, training, step_weights)
+                    at_t = ops.reshape(ops.one_hot(t - 2, steps - 2, dtype=self.compute_dtype),
+                                       (1, steps - 2, 1, 1, 1, 1))
+                    return [x for x in new if x is not None] + [carry[-1] + at_t * new[-1][:, None]]
 
-        def run(*tensors):
-            it = iter(tensors[:len(inputs)])
-            segment_state = [next(it) if p else None for p in present]
-            new_state, _, out = self._steps(t0, t1, segment_state, frames, sampling_mask, True,
-                                            list(tensors[len(inputs):]) or None)
-            produced[:] = [x is not None for x in new_state]
-            return [x for x in new_state if x is not None] + out
+                later = ops.zeros(ops.shape(predictions)[:1] + (steps - 2,)
+                                  + tuple(ops.shape(predictions)[2:]), self.compute_dtype)
+                carry = ops.fori_loop(2, steps, body, [x for x in state if x is not None] + [later])
+                predictions = ops.concatenate([predictions, carry[-1]], axis=1)
+        return reshape_patch_back(predictions, self.patch_size)
 
-        outputs = list(keras.remat(run)(*inputs, *weights))
-        it = iter(outputs[:sum(produced)])
-        new_state = [next(it) if p else None for p in produced]
-        # copies of this segment's weights continue the chain of running gradient sums
-        return new_state, [ops.copy(w) for w in weights] or None, outputs[sum(produced):]
+    def _input_frame(self, t, frames, sampling_mask, x_gen):
+        """x_t: true frame t while t < input_length, then the last prediction (or, where
+        ``sampling_mask`` is 1, the true frame). ``t`` is an int or a scalar tensor."""
+        true = ops.take(frames, ops.minimum(t, frames.shape[1] - 1), axis=1)
+        if x_gen is None or self.input_length >= self.total_length - 1:
+            return true
+        fed = x_gen
+        if sampling_mask is not None:
+            w = ops.take(sampling_mask, ops.maximum(t - self.input_length, 0), axis=1)
+            w = ops.cast(ops.reshape(w, (-1, 1, 1, 1, 1)), self.compute_dtype)
+            fed = w * true + (1 - w) * x_gen
+        return ops.where(t < self.input_length, true, fed)
 
-    def _steps(self, t0, t1, state, frames, sampling_mask, training, weights):
-        """Time steps t0 .. t1-1 from ``state``: returns (state, weights, predictions).
+    def _step(self, t, state, frames, sampling_mask, training, weights):
+        """Time step t (int or scalar tensor) from ``state``; returns the new state.
 
         state: flat list [h_1..h_L, c_1..c_L, s_1..s_L, diffh_1..diffh_L, diffc_1..diffc_L,
-        m, x_gen] of (B, X/p, Y/p, Z/p, C') tensors or None (zeros, before the first step).
+        m, x_gen] of (B, X/p, Y/p, Z/p, C') tensors, None for zeros (before the first step;
+        s, diffh and diffc of layer 1 stay None). x_gen is the step's prediction.
         """
         layers = len(self.num_hidden)
         h, c, s, diff_h, diff_c = (list(state[i * layers:(i + 1) * layers]) for i in range(5))
         m, x_gen = state[-2:]
-        predictions = []
-        variables = self.trainable_variables if weights is not None else []
-        for t in range(t0, t1):
-            if t < self.input_length:
-                x_t = frames[:, t]
-            elif sampling_mask is None:
-                x_t = x_gen
-            else:
-                w = ops.cast(ops.reshape(sampling_mask[:, t - self.input_length], (-1, 1, 1, 1, 1)),
-                             self.compute_dtype)
-                x_t = w * frames[:, t] + (1 - w) * x_gen
-            step = None
-            if weights is not None:
-                weights = [ops.copy(w) for w in weights]
-                step = {id(v): w for v, w in zip(variables, weights)}
-            scope = (keras.StatelessScope(state_mapping=list(zip(variables, weights)))
-                     if weights is not None else contextlib.nullcontext())
-            with scope:
-                h_before = h[0]
-                h[0], c[0], m = self._cell(self.stlstm, x_t, h[0], c[0], m,
-                                           training=training, weights=step)
-                for i in range(1, layers):
-                    if t > 0:  # at t = 0 the original's MIM-N output is discarded: skip it
-                        diff = h[0] - h_before if i == 1 else diff_h[i - 1]
-                        diff_h[i], diff_c[i] = self._cell(self.mim_n[i - 1], diff, diff_h[i],
-                                                          diff_c[i], training=training,
-                                                          weights=step)
-                    h[i], c[i], m, s[i] = self._cell(self.blocks[i - 1], h[i - 1], diff_h[i],
-                                                     h[i], c[i], m, s[i], training=training,
-                                                     weights=step)
-                x_gen = self.back_to_pixel(h[-1])
-            predictions.append(x_gen)
-        return h + c + s + diff_h + diff_c + [m, x_gen], weights, predictions
+        x_t = self._input_frame(t, frames, sampling_mask, x_gen)
+        h_before = h[0]
+        h[0], c[0], m = self._cell(self.stlstm, x_t, h[0], c[0], m,
+                                   training=training, weights=weights)
+        for i in range(1, layers):
+            if h_before is not None:  # at t = 0 the original's MIM-N output is discarded: skip it
+                diff = h[0] - h_before if i == 1 else diff_h[i - 1]
+                diff_h[i], diff_c[i] = self._cell(self.mim_n[i - 1], diff, diff_h[i], diff_c[i],
+                                                  training=training, weights=weights)
+            h[i], c[i], m, s[i] = self._cell(self.blocks[i - 1], h[i - 1], diff_h[i], h[i], c[i],
+                                             m, s[i], training=training, weights=weights)
+        x_gen = self.back_to_pixel(h[-1])
+        return h + c + s + diff_h + diff_c + [m, x_gen]
 
     def _train_on(self, frames, mask):
         """One optimizer step on one view of the batch; returns its (unscaled) loss."""
