@@ -4,10 +4,12 @@
   [0, 1], clips ``(2, n_clips, 2)``, dims ``(1, 4)``).
 * :mod:`tfastro.data.synthetic` — synthetic supernova-shell frames in that format (also a
   command line: ``python -m tfastro.data.synthetic sn --out PATH``).
+* :mod:`tfastro.data.random_fields` — Gaussian, lognormal and cross-correlated random fields
+  of a given P(k) (periodic, seeded), 2D and 3D.
 * :mod:`tfastro.data.pipeline` — ``tf.data`` batches ``(batch, time, X, Y, Z, C)``.
 
-The synthetic and pipeline names are imported on first use, so reading files or running
-the generator does not import TensorFlow.
+The synthetic, random-field and pipeline names are imported on first use, so reading files
+does not import TensorFlow.
 """
 import importlib
 
@@ -22,6 +24,9 @@ _LAZY = {
     "sn_density_clips": "tfastro.data.synthetic",
     "normalise_density": "tfastro.data.synthetic",
     "make_sn_clips": "tfastro.data.synthetic",
+    "gaussian_random_field": "tfastro.data.random_fields",
+    "lognormal_field": "tfastro.data.random_fields",
+    "correlated_fields": "tfastro.data.random_fields",
 }
 
 __all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",

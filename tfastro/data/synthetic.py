@@ -11,9 +11,9 @@ Physical set-up (defaults of :class:`SNParams`)
     explosion energy E = 1e51 erg. The simulations this mimics start at T0 = 100 K;
     temperature, pressure and velocity are not modelled here.
   * Cloud: a Gaussian random field with power spectrum P(k) ∝ k^-2 (3-D spectrum,
-    periodic, built with numpy FFTs), scaled to standard deviation ``sigma`` and
-    exponentiated, rho/n0 = exp(sigma g) / <exp(sigma g)>, so the mean is exactly n0.
-    sigma = 1 is the log-density spread of supersonic turbulence at Mach ~ 4.
+    periodic, from :mod:`tfastro.data.random_fields`), scaled to standard deviation
+    ``sigma`` and exponentiated, rho/n0 = exp(sigma g) / <exp(sigma g)>, so the mean is
+    exactly n0. sigma = 1 is the log-density spread of supersonic turbulence at Mach ~ 4.
   * Blast: every direction n evolves as its own Sedov-Taylor sector,
     R(n, t) = xi (E t^2 / rho_sw(n, R))^(1/5), with rho_sw the mass-weighted mean ambient
     density swept up along the ray from the centre to R (xi = 1.15, gamma = 5/3), so dense
@@ -52,6 +52,8 @@ from scipy import ndimage, special
 
 from tfastro.analysis.shells import XI_GAMMA_5_3, sedov_taylor_radius
 from tfastro.data.npz import default_clips, save_sn_npz
+from tfastro.data.random_fields import (  # noqa: F401  (re-exported)
+    correlated_fields, gaussian_random_field, lognormal_field)
 from tfastro.errors import UserInputError
 
 PC_CM = 3.0857e18
@@ -127,17 +129,8 @@ def lognormal_cloud(size, seed, *, slope=-2.0, sigma=1.0):
     Returns:
       float64 array ``(size, size, size)``.
     """
-    rng = np.random.default_rng(seed)
-    noise = np.fft.rfftn(rng.standard_normal((size,) * 3))
-    k = np.sqrt(np.fft.fftfreq(size, 1.0 / size)[:, None, None] ** 2
-                + np.fft.fftfreq(size, 1.0 / size)[None, :, None] ** 2
-                + np.fft.rfftfreq(size, 1.0 / size)[None, None, :] ** 2)
-    amplitude = np.zeros_like(k)
-    amplitude[k > 0] = k[k > 0] ** (slope / 2.0)
-    field = np.fft.irfftn(noise * amplitude, s=(size,) * 3, axes=(0, 1, 2))
-    field *= sigma / field.std()
-    rho = np.exp(field)
-    return rho / rho.mean()
+    # A box of side 2 pi puts k in units of the fundamental mode.
+    return lognormal_field((size,) * 3, 2.0 * np.pi, lambda k: k**slope, seed, sigma=sigma)
 
 
 @functools.lru_cache(maxsize=2)
