@@ -1,12 +1,12 @@
-"""Forecast scores against hand-computed values and a brute-force SSIM."""
+"""Forecast scores against hand-computed values (SSIM itself: test_image_metrics.py)."""
 import json
 import warnings
 
 import numpy as np
 import pytest
 
-from tfastro.analysis.forecast_metrics import (ForecastScores, frame_mae, frame_mse,
-                                               frame_psnr, ssim3d)
+from tfastro.analysis.forecast_metrics import ForecastScores, frame_mae, frame_mse, frame_psnr
+from tfastro.analysis.image_metrics import ssim3d
 
 
 def full(value, shape=(2, 4, 4, 4, 1)):
@@ -71,71 +71,6 @@ def test_shape_mismatch_raises():
         frame_mse(full(0.1, (2, 4, 4, 4, 1)), full(0.1, (2, 4, 4, 3, 1)))
 
 
-# ---------------------------------------------------------------- SSIM
-
-def brute_force_ssim(x, y, sigma, truncate, data_range):
-    """SSIM from its definition: weighted moments in an explicit window around every voxel.
-
-    The edges are extended by half-sample mirror reflection (``np.pad(mode='symmetric')``).
-    """
-    radius = int(truncate * sigma + 0.5)
-    k = np.arange(-radius, radius + 1)
-    g = np.exp(-k**2 / (2 * sigma**2))
-    g /= g.sum()
-    w = g[:, None, None] * g[None, :, None] * g[None, None, :]
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    out = np.zeros(x.shape[0])
-    for b in range(x.shape[0]):
-        values = []
-        for c in range(x.shape[-1]):
-            xp = np.pad(x[b, ..., c], radius, mode="symmetric")
-            yp = np.pad(y[b, ..., c], radius, mode="symmetric")
-            for i, j, l in np.ndindex(x.shape[1:4]):
-                wx = xp[i:i + 2 * radius + 1, j:j + 2 * radius + 1, l:l + 2 * radius + 1]
-                wy = yp[i:i + 2 * radius + 1, j:j + 2 * radius + 1, l:l + 2 * radius + 1]
-                mx, my = (w * wx).sum(), (w * wy).sum()
-                vx = (w * (wx - mx) ** 2).sum()
-                vy = (w * (wy - my) ** 2).sum()
-                cxy = (w * (wx - mx) * (wy - my)).sum()
-                values.append((2 * mx * my + c1) * (2 * cxy + c2)
-                              / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
-        out[b] = np.mean(values)
-    return out
-
-
-@pytest.mark.parametrize("sigma,truncate,data_range", [(1.5, 3.5, 1.0), (1.0, 2.0, 2.0)])
-def test_ssim_matches_brute_force(rng, sigma, truncate, data_range):
-    x = rng.random((2, 6, 5, 7, 2))
-    y = np.clip(x + 0.2 * rng.standard_normal(x.shape), 0, 1)
-    y[1] = rng.random(y.shape[1:])  # an unrelated second sample
-    got = ssim3d(y, x, data_range=data_range, sigma=sigma, truncate=truncate)
-    want = brute_force_ssim(y, x, sigma, truncate, data_range)
-    np.testing.assert_allclose(got, want, rtol=1e-10)
-    assert got[1] < got[0]
-
-
-def test_ssim_of_identical_cubes_is_one(rng):
-    x = rng.random((3, 8, 8, 8, 2))
-    np.testing.assert_allclose(ssim3d(x, x), 1.0, rtol=0, atol=1e-12)
-
-
-def test_ssim_decreases_with_noise(rng):
-    x = rng.random((1, 12, 12, 12, 1))
-    noise = rng.standard_normal(x.shape)
-    scores = [ssim3d(np.clip(x + s * noise, 0, 1), x)[0] for s in (0.01, 0.05, 0.2, 0.5)]
-    assert all(a > b for a, b in zip(scores, scores[1:]))
-    assert scores[0] < 1.0
-
-
-@pytest.mark.parametrize("data_range", [1.0, 2.0])
-def test_ssim_of_constant_cubes(data_range):
-    # No local variance: the structure term is C2/C2 = 1, only luminance remains.
-    a, b = 0.5, 0.25
-    c1 = (0.01 * data_range) ** 2
-    want = (2 * a * b + c1) / (a**2 + b**2 + c1)
-    np.testing.assert_allclose(ssim3d(full(a), full(b), data_range=data_range), want, rtol=1e-12)
-
-
 # ---------------------------------------------------------------- ForecastScores
 
 def test_scores_average_every_sample_of_every_batch():
@@ -167,6 +102,19 @@ def test_scores_average_every_sample_of_every_batch():
     assert res["radius_skipped"] == [3, 3]
     assert res["psnr_infinite"] == [0, 0]
     json.dumps(res, allow_nan=False)
+
+
+def test_scores_ssim_is_ssim3d_of_clipped_prediction(rng):
+    # 8^3 cubes: the 7^3 window of ssim3d; a frame of random noise and one close to the truth.
+    true = rng.random((2, 2, 8, 8, 8, 1))
+    pred = true + 0.3 * rng.standard_normal(true.shape)
+    pred[:, 1] = rng.random(pred[:, 1].shape) * 1.4 - 0.2
+    scores = ForecastScores(output_length=2)
+    scores.update(true, pred, np.full((2, 8, 8, 8, 1), 0.5))
+    got = scores.result()["per_frame"]["ssim"]
+    want = [ssim3d(np.clip(pred[:, t], 0, 1), true[:, t]).mean() for t in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[1] < 0.1 < got[0] < 1
 
 
 def sphere_rim(n, radius, inside=0.2, rim=0.8):

@@ -13,23 +13,23 @@ Conventions (those of the original 3D-MIM test loop, where it had one)
 ----------------------------------------------------------------------
 * ``frame_mse``: SUM of squared errors over all voxels and channels of a sample, with the
   prediction clipped to [0, 1] first.
-* ``frame_mae``: MEAN absolute error over voxels and channels, prediction NOT clipped.
+* ``frame_mae``: MEAN absolute error over voxels and channels, prediction NOT clipped; this is
+  ``tfastro.analysis.image_metrics.mae``.
 * ``frame_psnr``: both frames clipped to [0, 1] and cast as ``np.uint8(x * 255)`` (truncation,
-  as the original did), then ``20 log10(255) - 10 log10(MSE)`` with the MSE a mean over voxels
-  and channels. Identical uint8 frames have MSE 0 and get ``+inf`` (set explicitly, no warning).
-* ``ssim3d``: Wang et al. (2004) SSIM with Gaussian-weighted local means, variances and
-  covariance (isotropic in the three spatial axes, ``scipy.ndimage.gaussian_filter`` with
-  ``mode='reflect'``), K1 = 0.01, K2 = 0.03. Local (co)variances are the weighted *population*
-  moments, i.e. no N/(N-1) sample-covariance correction (skimage's
-  ``use_sample_covariance=False``). The SSIM map is averaged over every voxel (no border is
-  cropped, so cubes of any size work) and then over channels.
+  as the original did), then ``image_metrics.psnr`` with data_range 255, i.e.
+  ``20 log10(255) - 10 log10(MSE)`` with the MSE a mean over voxels and channels. Identical
+  uint8 frames have MSE 0 and get ``+inf`` (no warning).
+* SSIM (the original imported it but never computed it): ``image_metrics.ssim3d`` with
+  data_range 1 on the clipped prediction, i.e. Wang et al. (2004) SSIM with an 11-voxel
+  Gaussian window of sigma 1.5 voxels, K1 = 0.01, K2 = 0.03, valid positions only; cubes
+  smaller than 11 voxels a side use the largest odd window that fits (7^3 for 8^3 cubes).
 """
 import numpy as np
-from scipy import ndimage
 
+from tfastro.analysis.image_metrics import mae, psnr, ssim3d
 from tfastro.analysis.shells import mask_iou, shell_mask, shell_radius
 
-__all__ = ["frame_mse", "frame_mae", "frame_psnr", "ssim3d", "ForecastScores"]
+__all__ = ["frame_mse", "frame_mae", "frame_psnr", "ForecastScores"]
 
 _METRICS = ("mse", "mae", "psnr", "ssim", "shell_iou", "shell_radius_error")
 
@@ -54,60 +54,23 @@ def frame_mse(pred, true):
     return np.square(true - np.clip(pred, 0.0, 1.0)).sum(axis=_per_sample_axes(pred))
 
 
-def frame_mae(pred, true):
-    """Per-sample mean absolute error, prediction not clipped; shape (B,)."""
-    pred, true = _pair(pred, true)
-    return np.abs(true - pred).mean(axis=_per_sample_axes(pred))
+#: Per-sample mean absolute error, prediction not clipped; shape (B,).
+frame_mae = mae
 
 
 def frame_psnr(pred, true):
     """Per-sample PSNR in dB of the uint8-scaled frames; shape (B,), ``+inf`` where identical."""
     pred, true = _pair(pred, true)
-    pred8 = np.uint8(np.clip(pred, 0.0, 1.0) * 255).astype(np.float64)
-    true8 = np.uint8(np.clip(true, 0.0, 1.0) * 255).astype(np.float64)
-    mse = np.square(pred8 - true8).mean(axis=_per_sample_axes(pred))
-    psnr = np.full(mse.shape, np.inf)
-    nonzero = mse > 0
-    psnr[nonzero] = 20.0 * np.log10(255.0) - 10.0 * np.log10(mse[nonzero])
-    return psnr
-
-
-def ssim3d(pred, true, data_range=1.0, sigma=1.5, truncate=3.5):
-    """Per-sample 3-D structural similarity of (B, X, Y, Z, C) cubes; shape (B,).
-
-    Args:
-      pred, true: arrays of the same shape (B, X, Y, Z, C).
-      data_range: dynamic range of the values (1 for fields scaled to [0, 1]); sets the
-        stabilising constants C1 = (0.01 data_range)^2 and C2 = (0.03 data_range)^2.
-      sigma: standard deviation, in voxels, of the Gaussian weighting window.
-      truncate: the window is cut at ``truncate * sigma`` voxels (radius int(truncate*sigma+0.5)).
-    Returns:
-      mean SSIM over voxels and channels for each sample; 1 for identical cubes.
-    """
-    pred, true = _pair(pred, true)
-    if pred.ndim != 5:
-        raise ValueError(f"ssim3d expects (B, X, Y, Z, C) arrays, got shape {pred.shape}")
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-
-    def smooth(a):
-        return ndimage.gaussian_filter(a, sigma, mode="reflect", truncate=truncate, axes=(1, 2, 3))
-
-    mu_p, mu_t = smooth(pred), smooth(true)
-    var_p = smooth(pred * pred) - mu_p * mu_p
-    var_t = smooth(true * true) - mu_t * mu_t
-    cov = smooth(pred * true) - mu_p * mu_t
-    ssim_map = ((2.0 * mu_p * mu_t + c1) * (2.0 * cov + c2)) / (
-        (mu_p * mu_p + mu_t * mu_t + c1) * (var_p + var_t + c2)
-    )
-    return ssim_map.mean(axis=(1, 2, 3, 4))
+    pred8 = np.uint8(np.clip(pred, 0.0, 1.0) * 255)
+    true8 = np.uint8(np.clip(true, 0.0, 1.0) * 255)
+    return psnr(pred8, true8, data_range=255.0)
 
 
 class ForecastScores:
     """Accumulates per-output-frame scores over every sample of every batch.
 
     Each output frame t gets, averaged over all samples seen: ``mse``, ``mae``, ``psnr``, ``ssim``
-    (as the module functions; all but ``mae`` use the prediction clipped to [0, 1]), ``shell_iou``
+    (see the module docstring; all but ``mae`` use the prediction clipped to [0, 1]), ``shell_iou``
     (intersection over union of the predicted and true shell masks) and ``shell_radius_error``
     (|r_pred - r_true| in voxels, r the mean distance of the shell voxels from the grid centre).
     A shell mask is where the density exceeds ``(1 + threshold)`` times the clip's first frame;
