@@ -1,10 +1,42 @@
-"""Statistics on fields (numpy/scipy on arrays): shell geometry and forecast scores."""
-from tfastro.analysis.forecast_metrics import (ForecastScores, frame_mae, frame_mse,
-                                               frame_psnr, ssim3d)
-from tfastro.analysis.shells import (XI_GAMMA_5_3, mask_iou, sedov_taylor_radius,
-                                     shell_mask, shell_radius)
+"""Statistics on fields, in Pylians3's conventions where it has one.
 
-__all__ = [
-    "ForecastScores", "frame_mae", "frame_mse", "frame_psnr", "ssim3d",
-    "XI_GAMMA_5_3", "mask_iou", "sedov_taylor_radius", "shell_mask", "shell_radius",
-]
+* :mod:`~tfastro.analysis.fourier` — FFT layout, |k| grid, mode binning, mass-assignment windows.
+* :mod:`~tfastro.analysis.spectra` — auto and cross power spectra, r(k), batched over maps/channels.
+* :mod:`~tfastro.analysis.bispectrum` — bispectrum B and reduced Q (FFT shell estimator).
+* :mod:`~tfastro.analysis.mass_assignment` — NGP/CIC/TSC particles -> periodic grid.
+* :mod:`~tfastro.analysis.image_metrics` — SSIM (2D/3D), PSNR, MAE.
+* :mod:`~tfastro.analysis.field_pdf` — pixel PDFs of log fields and the KS distance.
+* :mod:`~tfastro.analysis.shells`, :mod:`~tfastro.analysis.forecast_metrics` — supernova
+  shells and 3D-MIM forecast scores.
+
+Names backed by TensorFlow are imported on first use, so ``tfastro.analysis.shells`` alone
+does not import it.
+"""
+import importlib
+
+from tfastro.analysis.shells import (XI_GAMMA_5_3, mask_iou, sedov_taylor_radius, shell_mask,
+                                     shell_radius)
+
+_LAZY = {
+    **dict.fromkeys(["MAS_ORDER", "field_modes", "mode_bins", "wavenumbers"],
+                    "tfastro.analysis.fourier"),
+    **dict.fromkeys(["power_spectrum", "cross_power_spectrum", "correlation_coefficient",
+                     "cross_spectra", "cross_correlations"], "tfastro.analysis.spectra"),
+    **dict.fromkeys(["Bispectrum", "bispectrum", "triangle_third_side"],
+                    "tfastro.analysis.bispectrum"),
+    "mass_assignment": "tfastro.analysis.mass_assignment",
+    **dict.fromkeys(["ssim2d", "ssim3d", "psnr", "mae"], "tfastro.analysis.image_metrics"),
+    **dict.fromkeys(["pdf_bin_edges", "pixel_pdf", "pixel_pdfs", "pdf_mean_std", "ks_distance"],
+                    "tfastro.analysis.field_pdf"),
+    **dict.fromkeys(["ForecastScores", "frame_mae", "frame_mse", "frame_psnr"],
+                    "tfastro.analysis.forecast_metrics"),
+}
+
+__all__ = ["XI_GAMMA_5_3", "mask_iou", "sedov_taylor_radius", "shell_mask", "shell_radius",
+           *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
