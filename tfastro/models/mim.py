@@ -6,8 +6,6 @@ followed by MIM blocks (with MIM-N modules between layers) over ``total_length -
 returns the predictions of frames 1 .. T-1, (B, T-1, X, Y, Z, C).
 """
 import contextlib
-import functools
-import math
 
 import keras
 from keras import ops
@@ -161,73 +159,42 @@ class MIM3D(keras.Model):
         """The recurrence over time steps; see the class docstring for shapes.
 
         Steps 0 and 1 (where states are still zeros and convolutions of them are skipped) run
-        as Python code; the remaining steps run as a symbolic loop (``keras.ops.fori_loop``),
+        as Python code; the remaining steps are one symbolic loop (``keras.ops.fori_loop``),
         so the traced program holds one step, not ``total_length - 1`` copies of it. In the
         backward pass the loop keeps what each step's gradient needs (with ``remat``: the
-        cells' inputs only) and sums the weight gradients step by step. With ``remat`` in
-        training the loop is also cut into segments of about sqrt(steps), each
-        rematerialised as a whole: only the states entering a segment are kept.
+        cells' inputs only) and sums the weight gradients step by step.
 
         ``weights``: values of ``trainable_variables`` used instead of the variables
         (training: their gradients are taken with respect to these tensors).
         """
         frames = reshape_patch(ops.cast(frames, self.compute_dtype), self.patch_size)
         steps = self.total_length - 1
-        with self._weights_scope(weights) as step_weights:
+        variables = self.trainable_variables if weights is not None else []
+        step_weights = {id(v): w for v, w in zip(variables, weights)} if weights is not None else None
+        with (keras.StatelessScope(state_mapping=list(zip(variables, weights)))
+              if weights is not None else contextlib.nullcontext()):
             state = [None] * (5 * len(self.num_hidden) + 2)
             predictions = []
             for t in range(min(2, steps)):
                 state = self._step(t, state, frames, sampling_mask, training, step_weights)
                 predictions.append(state[-1])
             predictions = ops.stack(predictions, axis=1)
-        if steps > 2:
-            present = [x is not None for x in state]
-            later = ops.zeros_like(ops.repeat(predictions[:, :1], steps - 2, axis=1))
-            carry = [x for x in state if x is not None] + [later]
-            segment = math.ceil(math.sqrt(steps - 2)) if self.remat and training else steps - 2
-            for t0 in range(2, steps, segment):
-                t1 = min(t0 + segment, steps)
-                if segment < steps - 2:
-                    run = functools.partial(self._loop, t0, t1, len(carry), present, frames,
-                                            sampling_mask, True)
-                    carry = list(keras.remat(run)(*carry, *(weights or [])))
-                else:
-                    carry = self._loop(t0, t1, len(carry), present, frames, sampling_mask,
-                                       training, *carry, *(weights or []))
-            predictions = ops.concatenate([predictions, carry[-1]], axis=1)
+            if steps > 2:
+                present = [x is not None for x in state]
+
+                def body(t, carry):
+                    it = iter(carry[:-1])
+                    new = self._step(t, [next(it) if p else None for p in present], frames,
+                                     sampling_mask, training, step_weights)
+                    at_t = ops.reshape(ops.one_hot(t - 2, steps - 2, dtype=self.compute_dtype),
+                                       (1, steps - 2, 1, 1, 1, 1))
+                    return [x for x in new if x is not None] + [carry[-1] + at_t * new[-1][:, None]]
+
+                later = ops.zeros(ops.shape(predictions)[:1] + (steps - 2,)
+                                  + tuple(ops.shape(predictions)[2:]), self.compute_dtype)
+                carry = ops.fori_loop(2, steps, body, [x for x in state if x is not None] + [later])
+                predictions = ops.concatenate([predictions, carry[-1]], axis=1)
         return reshape_patch_back(predictions, self.patch_size)
-
-    @contextlib.contextmanager
-    def _weights_scope(self, weights):
-        """Within the block the trainable variables read as ``weights`` (when not None);
-        yields {id(variable): tensor} for the cells, or None."""
-        if weights is None:
-            yield None
-            return
-        variables = self.trainable_variables
-        with keras.StatelessScope(state_mapping=list(zip(variables, weights))):
-            yield {id(v): w for v, w in zip(variables, weights)}
-
-    def _loop(self, t0, t1, n_carry, present, frames, sampling_mask, training, *tensors):
-        """Steps t0 .. t1-1 (t0 >= 2) as a symbolic loop.
-
-        ``tensors``: the carry (the states that exist, as marked by ``present``, then the
-        (B, steps - 2, ...) predictions of steps 2 ..) followed by the weights, if any.
-        Returns the new carry.
-        """
-        steps = self.total_length - 1
-        weights = list(tensors[n_carry:]) or None
-
-        def body(t, carry):
-            it = iter(carry[:-1])
-            new = self._step(t, [next(it) if p else None for p in present], frames,
-                             sampling_mask, training, step_weights)
-            at_t = ops.reshape(ops.one_hot(t - 2, steps - 2, dtype=self.compute_dtype),
-                               (1, steps - 2, 1, 1, 1, 1))
-            return [x for x in new if x is not None] + [carry[-1] + at_t * new[-1][:, None]]
-
-        with self._weights_scope(weights) as step_weights:
-            return ops.fori_loop(t0, t1, body, list(tensors[:n_carry]))
 
     def _input_frame(self, t, frames, sampling_mask, x_gen):
         """x_t: true frame t while t < input_length, then the last prediction (or, where
