@@ -1,8 +1,9 @@
 """Training-step speed, peak memory and start-up time of 3D-MIM in run.sh's configuration.
 
 run.sh: num_hidden 32x4, filter 5, patch 1, 20 frames (input 1), batch 1. One step = one clip
-forward and backward and an optimizer update, without the reverse pass. Each case runs in a
-fresh process so that its peak resident memory (ru_maxrss) is its own.
+forward and backward and an optimizer update, without the reverse pass (with
+--reverse-input: then also the time-reversed clip and a second update, as run.sh trains).
+Each case runs in a fresh process so that its peak resident memory (ru_maxrss) is its own.
 
     python bench/mim3d_step.py                      # 16^3 and 32^3, float32 and bfloat16
     python bench/mim3d_step.py --grids 16 --steps 3 --precisions float32
@@ -18,7 +19,7 @@ import sys
 import time
 
 
-def one_case(grid, precision, remat, steps):
+def one_case(grid, precision, remat, steps, reverse_input):
     began = time.time()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -26,7 +27,8 @@ def one_case(grid, precision, remat, steps):
 
     from tfastro.tasks.mim3d import MIM3DConfig, build_model, configure_tensorflow, use_remat
     cfg = MIM3DConfig(img_width=grid, img_depth=grid, input_length=1, total_length=20,
-                      num_hidden="32,32,32,32", patch_size=1, batch_size=1, reverse_input=False,
+                      num_hidden="32,32,32,32", patch_size=1, batch_size=1,
+                      reverse_input=reverse_input,
                       precision=precision, remat=remat)
     configure_tensorflow(cfg)
     model = build_model(cfg)
@@ -50,17 +52,21 @@ def main():
     parser.add_argument("--precisions", default="float32,bfloat16")
     parser.add_argument("--remat", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--reverse-input", action="store_true",
+                        help="also train on the time-reversed clip in each step, as run.sh does")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         grid, precision = args.case.split(":")
-        print(json.dumps(one_case(int(grid), precision, args.remat, args.steps)))
+        print(json.dumps(one_case(int(grid), precision, args.remat, args.steps,
+                                 args.reverse_input)))
         return
     print(f"{'grid':>5} {'precision':>9} {'remat':>5} {'s/step':>8} {'start-up s':>10} {'peak GB':>8}")
     for grid in map(int, args.grids.split(",")):
         for precision in args.precisions.split(","):
             out = subprocess.run([sys.executable, __file__, "--case", f"{grid}:{precision}",
-                                  "--remat", args.remat, "--steps", str(args.steps)],
+                                  "--remat", args.remat, "--steps", str(args.steps)]
+                                 + ["--reverse-input"] * args.reverse_input,
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"{grid:>5} {precision:>9} failed: {out.stderr.strip().splitlines()[-1:]}")
