@@ -13,7 +13,9 @@ Every function takes numpy arrays or TF tensors; leading axes are a batch (a spe
 computed together (by :func:`cross_spectra` in chunks of fields that bound the memory): float32
 FFTs (``tf.signal``) and float32 bin sums (``tf.math.bincount``, about 1e-5 relative round-off
 in the largest bins of a 256^3 grid). Results are float64 numpy
-arrays: k (nbins,) in h/Mpc, spectra (..., nbins) in (h^-1 Mpc)^d, Nmodes (nbins,).
+arrays: k (nbins,) in h/Mpc, spectra (..., nbins) in (h^-1 Mpc)^d, Nmodes (nbins,); with
+``as_tensor=True`` (power_spectrum, cross_power_spectrum) float32 tensors, through which
+gradients flow for 2D maps.
 """
 import functools
 
@@ -58,20 +60,29 @@ def _bin_ids(shape, box_size):
     return tf.constant(mode_bins(shape, box_size).index.ravel())
 
 
-def _binned(power, shape, box_size):
-    """Bin mode powers ``(..., *rfft_shape)`` into Pylians bins: (k, P (..., nbins), Nmodes)."""
+def _binned(power, shape, box_size, as_tensor=False):
+    """Bin mode powers ``(..., *rfft_shape)`` into Pylians bins: (k, P (..., nbins), Nmodes).
+
+    ``as_tensor``: float32 tensors from differentiable segment sums (for losses) instead of
+    float64 numpy arrays.
+    """
     ndim = len(shape)
     bins = mode_bins(shape, box_size)
     batch = tuple(power.shape[:-ndim])
     ids = _bin_ids(tuple(shape), float(box_size))
     flat = tf.reshape(power, (-1, ids.shape[0]))
+    norm = box_size**ndim / float(shape[0]) ** (2 * ndim)
+    if as_tensor:
+        sums = tf.math.unsorted_segment_sum(tf.transpose(flat), ids, bins.nbins + 1)[:-1]
+        pk = tf.reshape(tf.transpose(sums) * tf.constant(norm / bins.counts, tf.float32),
+                        batch + (bins.nbins,))
+        return tf.constant(bins.k, tf.float32), pk, tf.constant(bins.counts, tf.float32)
     if flat.shape[0] == 1:
         flat = flat[0]  # one field: a 1-D bincount, no broadcast copy of the bin ids
     else:
         ids = tf.broadcast_to(ids, tf.shape(flat))
     sums = tf.math.bincount(ids, weights=flat, minlength=bins.nbins, maxlength=bins.nbins,
                             axis=-1)
-    norm = box_size**ndim / float(shape[0]) ** (2 * ndim)
     pk = sums.numpy().astype(np.float64).reshape(batch + (bins.nbins,)) * (norm / bins.counts)
     return bins.k, pk, bins.counts
 
@@ -83,7 +94,7 @@ def _modes(field, box_size, mas, overdensity, ndim):
     return modes, tuple(field.shape[-ndim:])
 
 
-def power_spectrum(field, box_size, mas=None, overdensity=False, ndim=None):
+def power_spectrum(field, box_size, mas=None, overdensity=False, ndim=None, as_tensor=False):
     """Auto power spectrum P(k) of periodic fields (Pylians ``Pk`` / ``Pk_plane``).
 
     Args:
@@ -92,15 +103,19 @@ def power_spectrum(field, box_size, mas=None, overdensity=False, ndim=None):
       mas: None, or NGP / CIC / TSC / PCS to deconvolve the mass-assignment window.
       overdensity: use rho / mean(rho) - 1 of each field instead of the field itself.
       ndim: 2 or 3 spatial axes; needed for batched input (default: the field's rank).
+      as_tensor: return float32 tensors instead of float64 numpy arrays; for 2D maps they
+        are differentiable with respect to ``field`` (e.g. a power-spectrum loss; TensorFlow
+        has no gradient of its 3D real FFT).
     Returns:
       ``(k, Pk, Nmodes)``: k ``(nbins,)`` h/Mpc, Pk ``(..., nbins)`` (h^-1 Mpc)^d, Nmodes
       ``(nbins,)``.
     """
     modes, shape = _modes(field, box_size, mas, overdensity, ndim)
-    return _binned(tf.math.real(modes * tf.math.conj(modes)), shape, box_size)
+    return _binned(tf.math.real(modes * tf.math.conj(modes)), shape, box_size, as_tensor)
 
 
-def cross_power_spectrum(field_a, field_b, box_size, mas=None, overdensity=False, ndim=None):
+def cross_power_spectrum(field_a, field_b, box_size, mas=None, overdensity=False, ndim=None,
+                         as_tensor=False):
     """Cross power P_ab(k) = <Re(delta_a delta_b^*)> of two periodic fields (Pylians ``XPk``).
 
     Arguments as :func:`power_spectrum`; ``field_a`` and ``field_b`` have the same shape and
@@ -113,7 +128,7 @@ def cross_power_spectrum(field_a, field_b, box_size, mas=None, overdensity=False
                          f"{tuple(field_a.shape)}")
     product = (tf.math.real(modes_a) * tf.math.real(modes_b)
                + tf.math.imag(modes_a) * tf.math.imag(modes_b))
-    return _binned(product, shape, box_size)
+    return _binned(product, shape, box_size, as_tensor)
 
 
 def cross_spectra(fields, box_size, channel_axis=-1, mas=None, overdensity=False, ndim=2,
