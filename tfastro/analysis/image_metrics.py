@@ -120,16 +120,9 @@ def ssim2d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.
 
 
 def ssim3d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03):
-    """Per-sample SSIM of 3-D cubes with a separable 3-D Gaussian window (see module docstring).
+    """Per-sample SSIM of (B, X, Y, Z, C) cubes with a separable 3-D Gaussian window.
 
-    Args:
-      pred, true: (B, X, Y, Z, C) cubes of the same shape, numpy arrays or tensors.
-      data_range: dynamic range of the values (max minus min possible value, e.g. 1 or 255).
-      window_size: side of the Gaussian window in voxels (odd); shrunk on shorter axes.
-      sigma: standard deviation of the Gaussian window in voxels.
-      k1, k2: the stabilising constants' factors.
-    Returns:
-      numpy (B,): SSIM averaged over window positions and channels; 1 for identical cubes.
+    Arguments and result as :func:`ssim2d` (window sides in voxels); 1 for identical cubes.
     """
     return _ssim(pred, true, 3, data_range, window_size, sigma, k1, k2)
 
