@@ -1,5 +1,6 @@
 """MIM3D model: patching, the sampling schedule, argument checks, forecasting without hidden
 state, grid generality, saving, and the custom train_step (iterations, reverse pass, remat)."""
+import contextlib
 import itertools
 
 import keras
@@ -124,6 +125,34 @@ def test_fit_counts_iterations_sets_eta_and_updates_twice_with_reverse_input(rng
         np.testing.assert_allclose(history.history["eta"][0], 1.0 - 0.1 * 2 * fits, atol=1e-6)
         # reverse_input: one update on the clip, one on the time-reversed clip
         assert int(model.optimizer.iterations.numpy()) == 2 * int(model.iteration.numpy())
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_reverse_input_step_is_sequential_updates(rng, mirrored):
+    """The views run in one symbolic loop (unrolled under a strategy); the result must equal an
+    update on the clip, then on the time-reversed clip, then on the z-flipped clip, each from
+    the weights the previous one left."""
+    frames = clips(rng, batch=2, length=4)
+    kwargs = dict(SMALL, total_length=4, reverse_input=True, reverse_img=True,
+                  scheduled_sampling=False, seed=3)
+    scope = tf.distribute.MirroredStrategy(["/cpu:0"]).scope() if mirrored else contextlib.nullcontext()
+    looped, sequential = [], MIM3D(**kwargs)
+    with scope:
+        looped = MIM3D(**kwargs)
+        for model in (looped, sequential):
+            model.compile(optimizer=keras.optimizers.SGD(0.02))
+            model.build(frames.shape)
+            model.optimizer.build(model.trainable_variables)
+    sequential.set_weights(looped.get_weights())
+    initial = [np.asarray(w) for w in looped.trainable_weights]
+    looped.train_on_batch(frames)  # graph: fori_loop over the three views
+    no_feedback = np.zeros((2, 2), "float32")
+    for view in (frames, frames[:, ::-1], frames[:, :, :, :, ::-1]):
+        sequential._train_on(tf.constant(view), no_feedback)  # eager, one after the other
+    assert int(looped.optimizer.iterations.numpy()) == 3
+    assert any(not np.allclose(w0, w) for w0, w in zip(initial, looped.trainable_weights))
+    for a, b in zip(looped.trainable_weights, sequential.trainable_weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6, err_msg=a.path)
 
 
 def test_compiled_model_survives_keras_save_and_load(rng, tmp_path):

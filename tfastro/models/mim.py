@@ -268,7 +268,15 @@ class MIM3D(keras.Model):
             views.append(ops.flip(frames, axis=1))
         if self.reverse_img:
             views.append(ops.flip(frames, axis=4))
-        loss = sum(self._train_on(v, mask) for v in views) / len(views)
+        if len(views) > 1 and not tf.distribute.has_strategy():
+            # One traced view step run len(views) times: the graph (about 0.6 GB of memory for
+            # run.sh's model) is not duplicated. Under a tf.distribute strategy the update's
+            # gradient all-reduce may not sit inside a loop, so there the views are unrolled.
+            n_views, stacked = len(views), ops.stack(views)
+            loss = ops.fori_loop(0, n_views, lambda i, total: total + self._train_on(stacked[i], mask),
+                                 ops.zeros((), "float32")) / n_views
+        else:
+            loss = sum(self._train_on(v, mask) for v in views) / len(views)
         return {"loss": loss, "eta": eta}
 
     def get_config(self):
