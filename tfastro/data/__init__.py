@@ -7,6 +7,11 @@
 * :mod:`tfastro.data.random_fields` — Gaussian, lognormal and cross-correlated random fields
   of a given P(k) (periodic, seeded), 2D and 3D.
 * :mod:`tfastro.data.pipeline` — ``tf.data`` batches ``(batch, time, X, Y, Z, C)``.
+* :mod:`tfastro.data.cmd` — the CAMELS multifield 2D maps (``Maps_{field}_{suite}_{set}_z=0.00.npy``,
+  ``params_{set}_{suite}.txt``): memory-mapped reader, [-1, 1] scaling, split by simulation,
+  augmentation, streaming ``tf.data``.
+* :mod:`tfastro.data.cmd_synthetic` — synthetic maps in that layout with known P(k) and r(k)
+  (``python -m tfastro.data.synthetic cmd --out DIR``).
 
 The synthetic, random-field and pipeline names are imported on first use, so reading files
 does not import TensorFlow.
@@ -27,6 +32,13 @@ _LAZY = {
     "gaussian_random_field": "tfastro.data.random_fields",
     "lognormal_field": "tfastro.data.random_fields",
     "correlated_fields": "tfastro.data.random_fields",
+    **dict.fromkeys(["open_cmd", "CMDMaps", "CMD_FIELDS", "LOG10_RANGES", "PARAM_NAMES",
+                     "PARAM_RANGES", "MAPS_PER_SIMULATION", "BOX_SIZE", "normalise_maps",
+                     "denormalise_maps", "normalise_params", "denormalise_params",
+                     "split_simulations", "map_indices", "augment_maps", "cmd_dataset"],
+                    "tfastro.data.cmd"),
+    **dict.fromkeys(["write_synthetic_cmd", "synthetic_cmd_maps", "synthetic_maps_at",
+                     "true_log_spectrum", "TRUE_CROSS_CORRELATION"], "tfastro.data.cmd_synthetic"),
 }
 
 __all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",

@@ -40,6 +40,12 @@ Command line (prints that the data is synthetic)::
     python -m tfastro.data.synthetic sn --out data/sn/synthetic.npz \
         [--frames 240] [--clip-length 20] [--size 32] [--seed 0] \
         [--medium turbulent|uniform] [--overwrite]
+
+The ``cmd`` command writes SYNTHETIC CAMELS multifield maps (Mgas, HI, B) and their parameter
+file in the real CMD layout (see :mod:`tfastro.data.cmd_synthetic`)::
+
+    python -m tfastro.data.synthetic cmd --out data/cmd [--resolution 256] [--simulations 48] \
+        [--suite IllustrisTNG] [--set LH] [--seed 0] [--overwrite]
 """
 import argparse
 import dataclasses
@@ -51,6 +57,8 @@ import numpy as np
 from scipy import ndimage, special
 
 from tfastro.analysis.shells import XI_GAMMA_5_3, sedov_taylor_radius
+from tfastro.data import cmd_synthetic
+from tfastro.data.cmd import CMD_FIELDS, MAGNETIC_SUITE, MAPS_PER_SIMULATION, PARAM_NAMES
 from tfastro.data.npz import default_clips, save_sn_npz
 from tfastro.data.random_fields import (  # noqa: F401  (re-exported)
     correlated_fields, gaussian_random_field, lognormal_field)
@@ -352,6 +360,21 @@ def _sn_command(args):
           f"1.0 = {scale:.3f} n0 = {scale * params.n0_cm3:.1f} cm^-3")
 
 
+def _cmd_command(args):
+    fields = tuple(f for f in CMD_FIELDS if f != "B" or args.suite == MAGNETIC_SUITE)
+    paths = cmd_synthetic.write_synthetic_cmd(
+        args.out, resolution=args.resolution, num_simulations=args.simulations,
+        suite=args.suite, set_name=args.set, fields=fields, seed=args.seed,
+        overwrite=args.overwrite)
+    n_maps = args.simulations * MAPS_PER_SIMULATION
+    print(f"Wrote SYNTHETIC CAMELS multifield maps (Gaussian log-fields, not simulation output) "
+          f"to {args.out}\n"
+          f"  {args.simulations} simulations x {MAPS_PER_SIMULATION} maps = {n_maps} maps of "
+          f"{args.resolution}^2 pixels per field, seed {args.seed}\n"
+          + "".join(f"  {path}\n" for path in paths[:-1])
+          + f"  {paths[-1]} (Latin hypercube, columns {' '.join(PARAM_NAMES)})")
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit status (2 for bad input)."""
     parser = argparse.ArgumentParser(
@@ -367,9 +390,23 @@ def main(argv=None):
     sn.add_argument("--medium", choices=MEDIA, default="turbulent",
                     help="ambient medium (default turbulent)")
     sn.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    cmd = sub.add_parser("cmd", help="CAMELS multifield maps (Mgas, HI, B) in the CMD layout")
+    cmd.add_argument("--out", required=True, help="output directory")
+    cmd.add_argument("--resolution", type=int, default=256,
+                     help="pixels per map side (default 256)")
+    cmd.add_argument("--simulations", type=int, default=cmd_synthetic.DEFAULT_SIMULATIONS,
+                     help=f"simulations, {MAPS_PER_SIMULATION} maps each (default "
+                          f"{cmd_synthetic.DEFAULT_SIMULATIONS}: 566 MB at 256^2, under a "
+                          "minute)")
+    cmd.add_argument("--suite", default=MAGNETIC_SUITE,
+                     help=f"suite name in the file names (default {MAGNETIC_SUITE}; B is "
+                          "written only for it)")
+    cmd.add_argument("--set", default="LH", help="set name in the file names (default LH)")
+    cmd.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace existing files")
     args = parser.parse_args(argv)
     try:
-        _sn_command(args)
+        {"sn": _sn_command, "cmd": _cmd_command}[args.command](args)
     except UserInputError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
