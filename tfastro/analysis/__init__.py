@@ -6,6 +6,8 @@
 * :mod:`~tfastro.analysis.mass_assignment` — NGP/CIC/TSC particles -> periodic grid.
 * :mod:`~tfastro.analysis.image_metrics` — SSIM (2D/3D), PSNR, MAE.
 * :mod:`~tfastro.analysis.field_pdf` — pixel PDFs of log fields and the KS distance.
+* :mod:`~tfastro.analysis.emulator` — generated against real multifield maps: P(k), PDFs, r(k),
+  conditioning scores.
 * :mod:`~tfastro.analysis.shells`, :mod:`~tfastro.analysis.forecast_metrics` — supernova
   shells and 3D-MIM forecast scores.
 
@@ -21,13 +23,17 @@ _LAZY = {
     **dict.fromkeys(["MAS_ORDER", "field_modes", "mode_bins", "wavenumbers"],
                     "tfastro.analysis.fourier"),
     **dict.fromkeys(["power_spectrum", "cross_power_spectrum", "correlation_coefficient",
-                     "cross_spectra", "cross_correlations"], "tfastro.analysis.spectra"),
+                     "cross_spectra", "cross_correlations", "correlation_from_spectra"],
+                    "tfastro.analysis.spectra"),
     **dict.fromkeys(["Bispectrum", "bispectrum", "triangle_third_side"],
                     "tfastro.analysis.bispectrum"),
     "mass_assignment": "tfastro.analysis.mass_assignment",
     **dict.fromkeys(["ssim2d", "ssim3d", "psnr", "mae"], "tfastro.analysis.image_metrics"),
     **dict.fromkeys(["pdf_bin_edges", "pixel_pdf", "pixel_pdfs", "pdf_mean_std", "ks_distance"],
                     "tfastro.analysis.field_pdf"),
+    **dict.fromkeys(["spectra_comparison", "pdf_comparison", "cross_correlation_comparison",
+                     "emulator_report", "regression_scores", "amplitude_ordering"],
+                    "tfastro.analysis.emulator"),
     **dict.fromkeys(["ForecastScores", "frame_mae", "frame_mse", "frame_psnr"],
                     "tfastro.analysis.forecast_metrics"),
 }

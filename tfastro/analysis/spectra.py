@@ -28,7 +28,7 @@ _CHUNK_BYTES = 256 * 2**20  # intermediates of one chunk of cross_spectra
 _BYTES_PER_MODE = 24  # per rfft mode, channel and channel pair (measured peak, float32 CPU)
 
 __all__ = ["power_spectrum", "cross_power_spectrum", "correlation_coefficient",
-           "cross_spectra", "cross_correlations"]
+           "cross_spectra", "cross_correlations", "correlation_from_spectra"]
 
 
 def _spatial_ndim(field, ndim):
@@ -214,7 +214,7 @@ def _fields_per_chunk(grid, n_channels):
     return max(1, _CHUNK_BYTES // per_field)
 
 
-def _correlation(spectra):
+def correlation_from_spectra(spectra):
     """r_ij = P_ij / sqrt(P_ii P_jj) from symmetric spectra ``(..., C, C, nbins)``."""
     auto = np.sqrt(np.diagonal(spectra, axis1=-3, axis2=-2))  # (..., nbins, C)
     auto = np.moveaxis(auto, -1, -2)  # (..., C, nbins)
@@ -229,7 +229,7 @@ def cross_correlations(fields, box_size, channel_axis=-1, mas=None, overdensity=
     """
     k, spectra, counts = cross_spectra(fields, box_size, channel_axis, mas, overdensity, ndim,
                                        maps_per_chunk)
-    return k, _correlation(spectra), counts
+    return k, correlation_from_spectra(spectra), counts
 
 
 def correlation_coefficient(field_a, field_b, box_size, mas=None, overdensity=False, ndim=None):
