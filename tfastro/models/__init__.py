@@ -1,7 +1,11 @@
 """Keras models built from tfastro.layers."""
 from tfastro.models.mim import MIM3D, check_num_hidden, frame_loss, sampling_eta
+from tfastro.models.multifield_gan import (Discriminator, Generator, MultifieldGAN,
+                                           gradient_penalty)
 from tfastro.models.optimizers import MIMAdam
+from tfastro.models.param_regressor import ParameterRegressor
 from tfastro.models.patching import reshape_patch, reshape_patch_back
 
 __all__ = ["MIM3D", "MIMAdam", "check_num_hidden", "frame_loss", "reshape_patch",
-           "reshape_patch_back", "sampling_eta"]
+           "reshape_patch_back", "sampling_eta", "Discriminator", "Generator", "MultifieldGAN",
+           "gradient_penalty", "ParameterRegressor"]
