@@ -25,7 +25,8 @@ def define_flags():
     flags.DEFINE_integer("img_height", 0, "Grid size along y (0: same as img_width).")
     flags.DEFINE_integer("img_depth", 32, "Grid size along z.")
     flags.DEFINE_integer("img_channel", 1, "Channels per voxel.")
-    flags.DEFINE_string("model_name", "mim", "Model; 'mim' (3D Memory-In-Memory).")
+    flags.DEFINE_string("model_name", "mim", "Model: 'mim' (3D Memory-In-Memory, dataset 'sn') or "
+                        "'multifield_gan' (conditional GAN of CAMELS maps, dataset 'cmd').")
     flags.DEFINE_string("pretrained_model", "",
                         "Checkpoint file (.keras) or a save_dir (its latest checkpoint) to start from.")
     flags.DEFINE_string("num_hidden", "64,64,64,64", "Hidden channels per layer, comma-separated.")
@@ -62,3 +63,24 @@ def define_flags():
                          "Delete the checkpoints in save_dir and train from scratch.")
     flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept in save_dir (the newest).")
     flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and scheduled sampling.")
+    # -- multifield emulator (--model_name multifield_gan --dataset_name cmd) --
+    flags.DEFINE_string("data_dir", "data/cmd", "Folder of CAMELS multifield maps "
+                        "(Maps_{field}_{suite}_{set}_z=0.00.npy, params_{set}_{suite}.txt).")
+    flags.DEFINE_string("cmd_suite", "IllustrisTNG", "CAMELS suite (B exists only for IllustrisTNG).")
+    flags.DEFINE_string("cmd_set", "LH", "CAMELS set (LH, 1P, CV, BE, EX).")
+    flags.DEFINE_string("fields", "Mgas,HI,B", "Map channels, comma-separated.")
+    flags.DEFINE_integer("resolution", 256, "Map side in pixels (a power of 2, 32 to 256).")
+    flags.DEFINE_integer("latent_dim", 256, "Size of the generator's latent vector.")
+    flags.DEFINE_string("condition_params", "Omega_m,sigma_8",
+                        "Parameters the GAN is conditioned on, comma-separated (empty: unconditional).")
+    flags.DEFINE_enum("gan_loss", "wgan-gp", ["wgan-gp", "hinge"], "Adversarial loss.")
+    flags.DEFINE_float("gan_width", 1.0, "Multiplier of the GAN's feature channels.")
+    flags.DEFINE_integer("n_critic", 2, "Discriminator steps per generator step (2: the critic "
+                         "keeps up, which the conditioning on parameters needs).")
+    flags.DEFINE_string("generate_params", "",
+                        "With --is_training=False: parameter vectors to generate maps at, "
+                        "';'-separated, each in --condition_params order (e.g. '0.3,0.8;0.4,0.9').")
+    flags.DEFINE_integer("num_generated_maps", 15, "Maps generated per --generate_params vector.")
+    flags.DEFINE_integer("eval_maps", 150, "Real test maps (and as many generated) in an evaluation.")
+    flags.DEFINE_integer("regressor_steps", 1000,
+                         "Training steps of the (Omega_m, sigma_8) regressor of the conditioning check.")

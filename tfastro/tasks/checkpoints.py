@@ -1,4 +1,4 @@
-"""Checkpoints of a training run: ``<save_dir>/ckpt-<iteration>.keras``.
+"""Checkpoints of a training run (``<save_dir>/ckpt-<iteration>.keras``) and its result folders.
 
 Each file is a complete Keras archive: model weights, optimizer state (moments, the weight
 moving averages, its step count), the model's iteration counter and sampling eta, and the
@@ -52,6 +52,38 @@ def read_checkpoint_config(path, flag="--pretrained_model"):
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as err:
         raise UserInputError(f"{flag}: {path!r} is not a Keras checkpoint ({err})") from None
     return stored.get("config", {}), (stored.get("build_config") or {}).get("input_shape")
+
+
+def starting_checkpoint(save_dir, fresh_start=False, pretrained_model="", log=print):
+    """(path, flag) of the checkpoint a training run starts from, or (None, None).
+
+    The newest checkpoint in ``save_dir`` (the run resumes), else ``pretrained_model`` (a file
+    or a directory's newest). ``fresh_start`` first deletes save_dir's checkpoints (and
+    nothing else there).
+    """
+    pretrained = resolve_checkpoint(pretrained_model) if pretrained_model else None
+    existing = list_checkpoints(save_dir)
+    if existing and fresh_start:
+        for _, path in existing:
+            os.remove(path)
+        log(f"--fresh_start: removed {len(existing)} checkpoint(s) from {save_dir}")
+        existing = []
+    if existing:
+        return existing[-1][1], f"--save_dir={save_dir}"
+    if pretrained:
+        return pretrained, "--pretrained_model"
+    return None, None
+
+
+def results_dir(gen_frm_dir, iteration):
+    """``<gen_frm_dir>/<iteration>``, or ``<iteration>_2``, ``_3`` ... if that one is taken."""
+    base = os.path.join(gen_frm_dir, str(int(iteration)))
+    path, n = base, 1
+    while os.path.exists(path) and os.listdir(path):
+        n += 1
+        path = f"{base}_{n}"
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def save_checkpoint(model, save_dir, iteration, keep=5):

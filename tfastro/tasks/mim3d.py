@@ -190,17 +190,6 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
     return path
 
 
-def results_dir(gen_frm_dir, iteration):
-    """``<gen_frm_dir>/<iteration>``, or ``<iteration>_2``, ``_3`` ... if that one is taken."""
-    base = os.path.join(gen_frm_dir, str(int(iteration)))
-    path, n = base, 1
-    while os.path.exists(path) and os.listdir(path):
-        n += 1
-        path = f"{base}_{n}"
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def forecast_and_score(model, data, cfg, out_dir, log=print):
     """Forecast every validation clip from its context with the EMA weights; score and save."""
     from tfastro.analysis.forecast_metrics import ForecastScores
@@ -257,7 +246,7 @@ def train(cfg, log=print):
 
     from tfastro.data.pipeline import sn_dataset
     from tfastro.distribute import get_strategy
-    from tfastro.tasks.checkpoints import list_checkpoints, resolve_checkpoint, save_checkpoint
+    from tfastro.tasks.checkpoints import results_dir, save_checkpoint, starting_checkpoint
 
     validate_config(cfg)
     train_data = load_clips(cfg, "train_data_paths")
@@ -265,24 +254,15 @@ def train(cfg, log=print):
     if train_data.num_clips < cfg.batch_size:
         raise UserInputError(f"--batch_size={cfg.batch_size}: the training data "
                              f"{cfg.train_data_paths!r} holds only {train_data.num_clips} clips")
-    pretrained = resolve_checkpoint(cfg.pretrained_model) if cfg.pretrained_model else None
+    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
     configure_tensorflow(cfg)
     keras.utils.set_random_seed(cfg.seed)
     with get_strategy(cfg.strategy).scope():
         model = build_model(cfg)
     frame_shape = cfg.grid + (cfg.img_channel,)
-    existing = list_checkpoints(cfg.save_dir)
-    if existing and cfg.fresh_start:
-        for _, path in existing:
-            os.remove(path)
-        log(f"--fresh_start: removed {len(existing)} checkpoint(s) from {cfg.save_dir}")
-        existing = []
-    if existing:
-        restore(model, existing[-1][1], frame_shape, flag=f"--save_dir={cfg.save_dir}")
-        log(f"resuming from {existing[-1][1]}")
-    elif pretrained:
-        restore(model, pretrained, frame_shape)
-        log(f"starting from {pretrained}")
+    if checkpoint:
+        restore(model, checkpoint, frame_shape, flag=flag)
+        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
     start = int(model.iteration.numpy())
     log(f"iteration {start}, sampling eta {float(model.sampling_eta.numpy()):.6f}, "
         f"remat {model.remat}, precision {cfg.precision}")
@@ -313,7 +293,7 @@ def train(cfg, log=print):
 def test(cfg, log=print):
     """Forecast and score the validation data with a checkpoint (--pretrained_model or the
     newest in save_dir); returns the scores."""
-    from tfastro.tasks.checkpoints import resolve_checkpoint
+    from tfastro.tasks.checkpoints import resolve_checkpoint, results_dir
 
     validate_config(cfg)
     source = cfg.pretrained_model or cfg.save_dir
