@@ -12,6 +12,8 @@
   augmentation, streaming ``tf.data``.
 * :mod:`tfastro.data.cmd_synthetic` — synthetic maps in that layout with known P(k) and r(k)
   (``python -m tfastro.data.synthetic cmd --out DIR``).
+* :mod:`tfastro.data.dm2gal_samples` — dm2gal candidate centres, buffered test/validation/train
+  regions, the 24 cube rotations, mass-bin weighted sampling, streamed windows in ``tf.data``.
 
 The synthetic, random-field and pipeline names are imported on first use, so reading files
 does not import TensorFlow.
@@ -39,6 +41,10 @@ _LAZY = {
                     "tfastro.data.cmd"),
     **dict.fromkeys(["write_synthetic_cmd", "synthetic_cmd_maps", "synthetic_maps_at",
                      "true_log_spectrum", "TRUE_CROSS_CORRELATION"], "tfastro.data.cmd_synthetic"),
+    **dict.fromkeys(["candidate_centres", "DM2GalRegions", "split_regions", "centre_allowed",
+                     "split_centres", "CUBE_ROTATIONS", "rotate_cube", "rotate_cube_tf",
+                     "mass_bin_weights", "weighted_sample_indices", "weighted_index_dataset",
+                     "window_dataset"], "tfastro.data.dm2gal_samples"),
 }
 
 __all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",
