@@ -8,6 +8,8 @@
 * :mod:`~tfastro.analysis.field_pdf` — pixel PDFs of log fields and the KS distance.
 * :mod:`~tfastro.analysis.emulator` — generated against real multifield maps: P(k), PDFs, r(k),
   conditioning scores.
+* :mod:`~tfastro.analysis.hod`, :mod:`~tfastro.analysis.galaxy_statistics` — the HOD baseline
+  of dm2gal and target / prediction / HOD cube statistics (P(k), bispectrum, mass).
 * :mod:`~tfastro.analysis.shells`, :mod:`~tfastro.analysis.forecast_metrics` — supernova
   shells and 3D-MIM forecast scores.
 
@@ -34,6 +36,8 @@ _LAZY = {
     **dict.fromkeys(["spectra_comparison", "pdf_comparison", "cross_correlation_comparison",
                      "emulator_report", "regression_scores", "amplitude_ordering"],
                     "tfastro.analysis.emulator"),
+    **dict.fromkeys(["hod_stellar_masses", "host_mass_edges"], "tfastro.analysis.hod"),
+    **dict.fromkeys(["compare_cubes", "DEFAULT_THETAS"], "tfastro.analysis.galaxy_statistics"),
     **dict.fromkeys(["ForecastScores", "frame_mae", "frame_mse", "frame_psnr"],
                     "tfastro.analysis.forecast_metrics"),
 }

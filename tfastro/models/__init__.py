@@ -1,4 +1,5 @@
 """Keras models built from tfastro.layers."""
+from tfastro.models.dm2gal import DM2Gal, dm2gal_kernel_sizes, predict_cube
 from tfastro.models.mim import MIM3D, check_num_hidden, frame_loss, sampling_eta
 from tfastro.models.multifield_gan import (Discriminator, Generator, MultifieldGAN,
                                            gradient_penalty)
@@ -8,4 +9,4 @@ from tfastro.models.patching import reshape_patch, reshape_patch_back
 
 __all__ = ["MIM3D", "MIMAdam", "check_num_hidden", "frame_loss", "reshape_patch",
            "reshape_patch_back", "sampling_eta", "Discriminator", "Generator", "MultifieldGAN",
-           "gradient_penalty", "ParameterRegressor"]
+           "gradient_penalty", "ParameterRegressor", "DM2Gal", "dm2gal_kernel_sizes", "predict_cube"]

@@ -1,9 +1,11 @@
 """Matplotlib pictures of fields and forecasts (Agg canvas, no pyplot state)."""
 from tfastro.viz.cubes import central_slice, save_cross_sections, save_forecast_gif
+from tfastro.viz.dm2gal import plot_bispectra, plot_mass_histograms, plot_power_spectra, plot_slices
 from tfastro.viz.maps import (FIELD_CMAPS, PLOT_PANEL, plot_amplitude_vs_sigma8, plot_conditioning,
                               plot_cross_correlations, plot_pdfs, plot_spectra,
                               real_vs_generated_grid, sample_grid)
 
 __all__ = ["central_slice", "save_cross_sections", "save_forecast_gif", "FIELD_CMAPS", "PLOT_PANEL",
            "plot_amplitude_vs_sigma8", "plot_conditioning", "plot_cross_correlations", "plot_pdfs",
-           "plot_spectra", "real_vs_generated_grid", "sample_grid"]
+           "plot_spectra", "real_vs_generated_grid", "sample_grid", "plot_bispectra",
+           "plot_mass_histograms", "plot_power_spectra", "plot_slices"]
