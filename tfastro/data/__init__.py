@@ -12,6 +12,10 @@
   augmentation, streaming ``tf.data``.
 * :mod:`tfastro.data.cmd_synthetic` — synthetic maps in that layout with known P(k) and r(k)
   (``python -m tfastro.data.synthetic cmd --out DIR``).
+* :mod:`tfastro.data.tng` — IllustrisTNG snapshots and group catalogues (HDF5) streamed into CIC
+  mass grids (whole box or a block), log10(1 + M), standardisation, field files;
+  :mod:`tfastro.data.tng_synthetic` writes synthetic ones in that layout
+  (``python -m tfastro.data.synthetic tng --out DIR``).
 * :mod:`tfastro.data.dm2gal_samples` — dm2gal candidate centres, buffered test/validation/train
   regions, the 24 cube rotations, mass-bin weighted sampling, streamed windows in ``tf.data``.
 
@@ -45,6 +49,14 @@ _LAZY = {
                      "split_centres", "CUBE_ROTATIONS", "rotate_cube", "rotate_cube_tf",
                      "mass_bin_weights", "weighted_sample_indices", "weighted_index_dataset",
                      "window_dataset"], "tfastro.data.dm2gal_samples"),
+    **dict.fromkeys(["STANDARDISATION", "MASS_UNIT", "Subhalos", "Groups", "snapshot_files",
+                     "read_header", "iter_particle_positions", "dark_matter_particle_mass",
+                     "read_subhalos", "read_groups", "cic_mass_grid", "dark_matter_grid",
+                     "subhalo_mass_grid", "stellar_mass_grid", "log_mass", "inverse_log_mass",
+                     "standardise", "destandardise", "field_statistics", "save_field",
+                     "load_field"], "tfastro.data.tng"),
+    **dict.fromkeys(["TNGSyntheticParams", "SyntheticTNG", "synthetic_tng", "write_synthetic_tng",
+                     "tng_paths"], "tfastro.data.tng_synthetic"),
 }
 
 __all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",

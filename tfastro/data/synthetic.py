@@ -46,6 +46,12 @@ file in the real CMD layout (see :mod:`tfastro.data.cmd_synthetic`)::
 
     python -m tfastro.data.synthetic cmd --out data/cmd [--resolution 256] [--simulations 48] \
         [--suite IllustrisTNG] [--set LH] [--seed 0] [--overwrite]
+
+The ``tng`` command writes a SYNTHETIC IllustrisTNG-Dark snapshot and Dark/Hydro group
+catalogues in the real HDF5 layout (see :mod:`tfastro.data.tng_synthetic`)::
+
+    python -m tfastro.data.synthetic tng --out data/tng [--grid 64] [--particles-per-side 64] \
+        [--box 25000] [--seed 0] [--chunks 3] [--overwrite]
 """
 import argparse
 import dataclasses
@@ -57,7 +63,7 @@ import numpy as np
 from scipy import ndimage, special
 
 from tfastro.analysis.shells import XI_GAMMA_5_3, sedov_taylor_radius
-from tfastro.data import cmd_synthetic
+from tfastro.data import cmd_synthetic, tng_synthetic
 from tfastro.data.cmd import CMD_FIELDS, MAGNETIC_SUITE, MAPS_PER_SIMULATION, PARAM_NAMES
 from tfastro.data.npz import default_clips, save_sn_npz
 from tfastro.data.random_fields import (  # noqa: F401  (re-exported)
@@ -375,6 +381,22 @@ def _cmd_command(args):
           + f"  {paths[-1]} (Latin hypercube, columns {' '.join(PARAM_NAMES)})")
 
 
+def _tng_command(args):
+    params = tng_synthetic.TNGSyntheticParams(
+        grid=args.grid, particles_per_side=args.particles_per_side, box_size=args.box,
+        seed=args.seed, chunks=args.chunks)
+    paths, universe = tng_synthetic.write_synthetic_tng(args.out, params,
+                                                       overwrite=args.overwrite)
+    print(f"Wrote SYNTHETIC IllustrisTNG stand-in (lognormal density, not simulation output) "
+          f"to {args.out}\n"
+          f"  {paths['snapshot']}: {len(universe.particles)} dark-matter particles of "
+          f"{params.particle_mass:.4g} Msun/h in {params.chunks} chunks, box {args.box:g} ckpc/h\n"
+          f"  {paths['dark_groups']} and {paths['hydro_groups']}: {len(universe.group_mass)} "
+          f"groups, {len(universe.subhalo_mass)} subhalos; log10 M* = {params.stellar_a:g} + "
+          f"{params.stellar_b:g} log10 M_sub +- {params.stellar_scatter:g} dex\n"
+          f"  {paths['parameters']} (generating parameters), seed {args.seed}")
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit status (2 for bad input)."""
     parser = argparse.ArgumentParser(
@@ -404,9 +426,21 @@ def main(argv=None):
     cmd.add_argument("--set", default="LH", help="set name in the file names (default LH)")
     cmd.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     cmd.add_argument("--overwrite", action="store_true", help="replace existing files")
+    tng = sub.add_parser("tng", help="IllustrisTNG-like snapshot and group catalogues (HDF5)")
+    tng.add_argument("--out", required=True, help="output directory")
+    tng.add_argument("--grid", type=int, default=64,
+                     help="cells per side of the density field (default 64)")
+    tng.add_argument("--particles-per-side", type=int, default=64,
+                     help="dark-matter particles = this cubed (default 64)")
+    tng.add_argument("--box", type=float, default=25000.0,
+                     help="box side in ckpc/h (default 25000)")
+    tng.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tng.add_argument("--chunks", type=int, default=3, help="files per snapshot/catalogue "
+                     "(default 3; the last catalogue chunk is empty)")
+    tng.add_argument("--overwrite", action="store_true", help="replace existing files")
     args = parser.parse_args(argv)
     try:
-        {"sn": _sn_command, "cmd": _cmd_command}[args.command](args)
+        {"sn": _sn_command, "cmd": _cmd_command, "tng": _tng_command}[args.command](args)
     except UserInputError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
