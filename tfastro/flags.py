@@ -25,8 +25,9 @@ def define_flags():
     flags.DEFINE_integer("img_height", 0, "Grid size along y (0: same as img_width).")
     flags.DEFINE_integer("img_depth", 32, "Grid size along z.")
     flags.DEFINE_integer("img_channel", 1, "Channels per voxel.")
-    flags.DEFINE_string("model_name", "mim", "Model: 'mim' (3D Memory-In-Memory, dataset 'sn') or "
-                        "'multifield_gan' (conditional GAN of CAMELS maps, dataset 'cmd').")
+    flags.DEFINE_string("model_name", "mim", "Model: 'mim' (3D Memory-In-Memory, dataset 'sn'), "
+                        "'multifield_gan' (conditional GAN of CAMELS maps, dataset 'cmd') or "
+                        "'dm2gal' (stellar mass from dark matter, dataset 'tng').")
     flags.DEFINE_string("pretrained_model", "",
                         "Checkpoint file (.keras) or a save_dir (its latest checkpoint) to start from.")
     flags.DEFINE_string("num_hidden", "64,64,64,64", "Hidden channels per layer, comma-separated.")
@@ -82,5 +83,29 @@ def define_flags():
                         "';'-separated, each in --condition_params order (e.g. '0.3,0.8;0.4,0.9').")
     flags.DEFINE_integer("num_generated_maps", 15, "Maps generated per --generate_params vector.")
     flags.DEFINE_integer("eval_maps", 150, "Real test maps (and as many generated) in an evaluation.")
+    # -- dm2gal (--model_name dm2gal --dataset_name tng) --
+    flags.DEFINE_string("tng_dark_snapshot", "", "Gravity-only snapshot: folder of "
+                        "snap_NNN.<i>.hdf5 chunks (or one file).")
+    flags.DEFINE_string("tng_dark_groups", "", "Gravity-only group catalogue folder "
+                        "(fof_subhalo_tab_NNN.<i>.hdf5).")
+    flags.DEFINE_string("tng_hydro_groups", "", "Hydro group catalogue folder (stellar masses).")
+    flags.DEFINE_string("field_dir", "data/dm2gal", "Folder of the mass grids and network "
+                        "arrays (.npy, computed from the TNG files when absent, then reused).")
+    flags.DEFINE_integer("grid_size", 2048, "Voxels per side of the mass grids.")
+    flags.DEFINE_string("test_region", "64,933", "Test box 'lo,hi' (voxels, half-open, every axis).")
+    flags.DEFINE_string("validation_region", "1000,1801", "Validation box 'lo,hi'.")
+    flags.DEFINE_integer("window", 65, "Side of the input cube around a centre voxel (odd).")
+    flags.DEFINE_float("stellar_threshold", 1e8, "Centres: voxels with more stellar mass (Msun/h).")
+    flags.DEFINE_integer("dm2gal_ch", 64, "Channels of dm2gal's first stage.")
+    flags.DEFINE_enum("dm2gal_loss", "mse", ["mse", "huber"], "dm2gal loss.")
+    flags.DEFINE_float("weight_decay", 0.0, "Coupled L2 weight decay of dm2gal's kernels.")
+    flags.DEFINE_enum("stitch", "all", ["all", "above_threshold"], "Stitch every test voxel, or "
+                      "only those whose true stellar mass exceeds the threshold (uses the truth).")
+    flags.DEFINE_enum("standardisation", "original", ["original", "training"], "Standardise "
+                      "log10(1 + M) with the original constants or the training region's.")
+    flags.DEFINE_boolean("weighted_sampling", True, "Draw training centres with weight "
+                         "1/count of their target's bin (100 bins), as the original.")
+    flags.DEFINE_string("bispectrum_k", "", "'k1,k2' (h/Mpc) of the test-cube bispectrum "
+                        "(default 3 and 4 fundamental modes).")
     flags.DEFINE_integer("regressor_steps", 1000,
                          "Training steps of the (Omega_m, sigma_8) regressor of the conditioning check.")

@@ -73,13 +73,17 @@ class DM2Gal(keras.Model):
         :func:`dm2gal_kernel_sizes` of ``window``; they must map the window to 1^3.
       hidden: units of the hidden dense layer.
       in_channels: input channels (2: dark matter and subhalo fields).
+      l2: coupled L2 weight decay: l2 * sum(w^2) of every kernel is added to the loss (its
+        gradient passes through Adam's moments, as PyTorch's Adam weight_decay does).
 
     ``call(windows)``: ``(B, window, window, window, in_channels)`` channels-last; returns
     ``(B, 1)`` float32, the standardised target of each window's centre voxel.
     """
 
-    def __init__(self, ch=64, window=65, kernel_sizes=None, hidden=256, in_channels=2, **kwargs):
+    def __init__(self, ch=64, window=65, kernel_sizes=None, hidden=256, in_channels=2, l2=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.l2 = float(l2)
         for name, value in (("ch", ch), ("hidden", hidden), ("in_channels", in_channels)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -100,13 +104,16 @@ class DM2Gal(keras.Model):
                                                stride))
         self.flatten = keras.layers.Flatten(dtype=self.dtype_policy, name="flatten")
         self.dense = keras.layers.Dense(self.hidden, activation="relu", dtype=self.dtype_policy,
-                                        name="hidden")
+                                        kernel_regularizer=self._regularizer(), name="hidden")
         self.head = keras.layers.Dense(1, dtype="float32", name="centre")
+
+    def _regularizer(self):
+        return keras.regularizers.L2(self.l2) if self.l2 else None
 
     def _block(self, name, filters, kernel, stride):
         dt = self.dtype_policy
         return [keras.layers.Conv3D(filters, kernel, strides=stride, padding="valid", dtype=dt,
-                                    name=f"{name}_conv"),
+                                    kernel_regularizer=self._regularizer(), name=f"{name}_conv"),
                 keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=dt,
                                                 name=f"{name}_bn"),
                 keras.layers.ReLU(dtype=dt, name=f"{name}_relu")]
@@ -132,7 +139,7 @@ class DM2Gal(keras.Model):
     def get_config(self):
         return {**super().get_config(), "ch": self.ch, "window": self.window,
                 "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
-                "in_channels": self.in_channels}
+                "in_channels": self.in_channels, "l2": self.l2}
 
 
 def _checked_region(region, grid_shape):
