@@ -11,7 +11,7 @@ and the path returned, without it the Figure is returned. Statistics figures are
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from tfastro.viz.maps import PLOT_PANEL, _figure, _finish
+from tfastro.viz.maps import PLOT_PANEL, agg_figure, figure_or_png
 
 __all__ = ["plot_power_spectra", "plot_bispectra", "plot_slices", "plot_mass_histograms"]
 
@@ -26,7 +26,7 @@ def _values(values):
 
 
 def _two_panels():
-    fig = _figure(PLOT_PANEL[0], PLOT_PANEL[1] * 1.5)
+    fig = agg_figure(PLOT_PANEL[0], PLOT_PANEL[1] * 1.5)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (2, 1)})
     return fig, top, bottom
 
@@ -50,7 +50,7 @@ def plot_power_spectra(comparison, path=None, dpi=100):
     _ratio_panel(bottom, k, comparison["power_ratio"], "ratio to target")
     bottom.set_xlabel(r"$k$ [$h$ Mpc$^{-1}$]")
     bottom.xaxis.set_minor_formatter(NullFormatter())  # a narrow k range labels minor ticks
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def plot_bispectra(comparison, path=None, dpi=100):
@@ -66,12 +66,12 @@ def plot_bispectra(comparison, path=None, dpi=100):
     top.legend(fontsize="small")
     _ratio_panel(bottom, theta, spectra["Q_ratio"], "ratio to target")
     bottom.set_xlabel(r"$\theta / \pi$")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def plot_mass_histograms(comparison, path=None, dpi=100):
     """Histograms of log10 M over the non-empty voxels of each cube (counts, log scale)."""
-    fig = _figure(PLOT_PANEL[0], PLOT_PANEL[1] * 1.5)
+    fig = agg_figure(PLOT_PANEL[0], PLOT_PANEL[1] * 1.5)
     ax = fig.subplots()
     histogram = comparison["histogram"]
     edges = _values(histogram["log10_edges"])
@@ -79,7 +79,7 @@ def plot_mass_histograms(comparison, path=None, dpi=100):
         ax.stairs(np.asarray(counts), edges, **_STYLES[name])
     ax.set(yscale="log", xlabel=r"$\log_{10} M_*$ [$M_\odot/h$] per voxel", ylabel="voxels")
     ax.legend(fontsize="small")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def plot_slices(target, prediction, hod=None, path=None, axis=2, index=None, panel_size=3.0,
@@ -112,7 +112,7 @@ def plot_slices(target, prediction, hod=None, path=None, axis=2, index=None, pan
               for name, c in cubes.items()}
     finite = np.concatenate([s[np.isfinite(s)] for s in slices.values()])
     vmin, vmax = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    fig = _figure(panel_size * len(slices), panel_size * 1.25)
+    fig = agg_figure(panel_size * len(slices), panel_size * 1.25)
     axes = fig.subplots(1, len(slices), squeeze=False)[0]
     for ax, (name, picture) in zip(axes, slices.items()):
         image = ax.imshow(picture.T, origin="lower", cmap="magma", vmin=vmin, vmax=vmax,
@@ -120,4 +120,4 @@ def plot_slices(target, prediction, hod=None, path=None, axis=2, index=None, pan
         ax.set(xticks=[], yticks=[], title=_STYLES[name]["label"])
     fig.colorbar(image, ax=axes, location="bottom", shrink=0.8,
                  label=rf"$\log_{{10}}(1 + M_*)$, slice {index} along axis {axis}")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)

@@ -36,13 +36,14 @@ def _cmap(field):
     return FIELD_CMAPS.get(field, "viridis")
 
 
-def _figure(width, height):
+def agg_figure(width, height):
+    """A constrained-layout Figure of ``width`` x ``height`` inches on an Agg canvas (no pyplot)."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _finish(fig, path, dpi):
+def figure_or_png(fig, path, dpi):
     """The Figure itself, or ``path`` after writing it there as a PNG."""
     if path is None:
         return fig
@@ -66,7 +67,7 @@ def _map_grid(panels, fields, limits, column_titles, row_titles, panel_size):
     """Figure of ``panels`` (N, R, R, K): rows = maps, column j shows field ``fields[j]``
     with colour limits ``limits[j]`` and a colour bar below."""
     n_rows, n_cols = panels.shape[0], panels.shape[-1]
-    fig = _figure(n_cols * panel_size, n_rows * panel_size)
+    fig = agg_figure(n_cols * panel_size, n_rows * panel_size)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for j in range(n_cols):
         for i in range(n_rows):
@@ -105,7 +106,7 @@ def sample_grid(maps, fields=CMD_FIELDS, path=None, titles=None, panel_size=2.0,
     if titles is not None and len(titles) != len(maps):
         raise ValueError(f"titles: expected {len(maps)} row labels, got {len(titles)}")
     fig = _map_grid(maps, list(fields), _limits(maps), list(fields), titles, panel_size)
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def real_vs_generated_grid(real, generated, fields=CMD_FIELDS, path=None, panel_size=2.0,
@@ -130,7 +131,7 @@ def real_vs_generated_grid(real, generated, fields=CMD_FIELDS, path=None, panel_
     titles = [f"real {f}" for f in fields] + [f"generated {f}" for f in fields]
     fig = _map_grid(np.concatenate([real, generated], axis=-1), fields * 2, _limits(real) * 2,
                     titles, None, panel_size)
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def _band(ax, x, summary, prefix, style, shown=slice(None)):
@@ -158,7 +159,7 @@ def plot_spectra(comparison, path=None, dpi=100):
     channels = comparison["channels"]
     k = _array(comparison["k"])
     shown = k <= comparison["k_nyquist"]
-    fig = _figure(PLOT_PANEL[0] * len(channels), PLOT_PANEL[1] * 1.5)
+    fig = agg_figure(PLOT_PANEL[0] * len(channels), PLOT_PANEL[1] * 1.5)
     axes = fig.subplots(2, len(channels), squeeze=False, sharex=True,
                         gridspec_kw={"height_ratios": (2, 1)})
     for j, (field, summary) in enumerate(channels.items()):
@@ -177,7 +178,7 @@ def plot_spectra(comparison, path=None, dpi=100):
             bottom.axvline(comparison["k_max"], color="grey", linestyle="--", linewidth=0.8)
         bottom.set(xlabel=r"$k$ [$h$ Mpc$^{-1}$]", ylabel="generated / real")
         bottom.xaxis.set_minor_formatter(NullFormatter())  # a narrow k range labels minor ticks
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 
@@ -191,7 +192,7 @@ def plot_pdfs(comparison, path=None, dpi=100):
       ``path``, or the Figure when ``path`` is None.
     """
     channels = comparison["channels"]
-    fig = _figure(PLOT_PANEL[0] * len(channels), PLOT_PANEL[1])
+    fig = agg_figure(PLOT_PANEL[0] * len(channels), PLOT_PANEL[1])
     axes = fig.subplots(1, len(channels), squeeze=False)[0]
     for ax, (field, summary) in zip(axes, channels.items()):
         edges = _array(summary["edges"])
@@ -201,7 +202,7 @@ def plot_pdfs(comparison, path=None, dpi=100):
         ax.set(xlabel=f"{field} (as given: log10 or normalised)", ylabel="PDF",
                title=f"{field}: KS = {_format(summary['ks_distance'])}")
         ax.legend(fontsize="small")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def plot_cross_correlations(comparison, path=None, dpi=100):
@@ -219,7 +220,7 @@ def plot_cross_correlations(comparison, path=None, dpi=100):
     pairs = comparison["pairs"]
     k = _array(comparison["k"])
     shown = k <= comparison["k_nyquist"]
-    fig = _figure(PLOT_PANEL[0] * len(pairs), PLOT_PANEL[1])
+    fig = agg_figure(PLOT_PANEL[0] * len(pairs), PLOT_PANEL[1])
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
     for ax, (pair, summary) in zip(axes, pairs.items()):
         _band(ax, k, summary, "real", _REAL, shown)
@@ -229,7 +230,7 @@ def plot_cross_correlations(comparison, path=None, dpi=100):
                title=f"{pair}: max $|\\Delta r|$ = {_format(summary['max_abs_diff'])}")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize="small")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def plot_conditioning(theta_true, theta_pred, names=("Omega_m", "sigma_8"), path=None, dpi=100):
@@ -247,7 +248,7 @@ def plot_conditioning(theta_true, theta_pred, names=("Omega_m", "sigma_8"), path
     scores = regression_scores(theta_true, theta_pred, names)
     theta_true, theta_pred = _array(theta_true), _array(theta_pred)
     side = PLOT_PANEL[1]
-    fig = _figure(side * len(names), side)
+    fig = agg_figure(side * len(names), side)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for p, (ax, name) in enumerate(zip(axes, names)):
         low = min(theta_true[:, p].min(), theta_pred[:, p].min())
@@ -257,7 +258,7 @@ def plot_conditioning(theta_true, theta_pred, names=("Omega_m", "sigma_8"), path
         ax.set(xlabel=f"true {name}", ylabel=f"regressed {name}",
                title=f"RMSE {_format(scores[name]['rmse'])}, "
                      f"$R^2$ {_format(scores[name]['r2'])}")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
 
 
 def plot_amplitude_vs_sigma8(ordering, path=None, dpi=100):
@@ -271,7 +272,7 @@ def plot_amplitude_vs_sigma8(ordering, path=None, dpi=100):
     """
     channels = ordering["channels"]
     sigma8 = _array(ordering["sigma8"])
-    fig = _figure(PLOT_PANEL[0] * len(channels), PLOT_PANEL[1])
+    fig = agg_figure(PLOT_PANEL[0] * len(channels), PLOT_PANEL[1])
     axes = fig.subplots(1, len(channels), squeeze=False)[0]
     for ax, (field, summary) in zip(axes, channels.items()):
         ax.errorbar(sigma8, _array(summary["amplitude"]), yerr=_array(summary["amplitude_error"]),
@@ -279,4 +280,4 @@ def plot_amplitude_vs_sigma8(ordering, path=None, dpi=100):
         ax.set(yscale="log", xlabel=r"$\sigma_8$",
                ylabel=f"mean P, first {ordering['n_bins']} k bins",
                title=f"{field}: Spearman $\\rho$ = {_format(summary['spearman'])}")
-    return _finish(fig, path, dpi)
+    return figure_or_png(fig, path, dpi)
