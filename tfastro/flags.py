@@ -97,12 +97,14 @@ def define_flags():
     flags.DEFINE_integer("window", 65, "Side of the input cube around a centre voxel (odd).")
     flags.DEFINE_float("stellar_threshold", 1e8, "Centres: voxels with more stellar mass (Msun/h).")
     flags.DEFINE_integer("dm2gal_ch", 64, "Channels of dm2gal's first stage.")
+    flags.DEFINE_boolean("dm2gal_batchnorm", True, "Batch norm after every dm2gal convolution "
+                         "(the original); off with --standardisation training.")
     flags.DEFINE_enum("dm2gal_loss", "mse", ["mse", "huber"], "dm2gal loss.")
     flags.DEFINE_float("weight_decay", 0.0, "Coupled L2 weight decay of dm2gal's kernels.")
     flags.DEFINE_enum("stitch", "all", ["all", "above_threshold"], "Stitch every test voxel, or "
                       "only those whose true stellar mass exceeds the threshold (uses the truth).")
     flags.DEFINE_enum("standardisation", "original", ["original", "training"], "Standardise "
-                      "log10(1 + M) with the original constants or the training region's.")
+                      "log10(1 + M) with the original constants or over the training samples.")
     flags.DEFINE_boolean("weighted_sampling", True, "Draw training centres with weight "
                          "1/count of their target's bin (100 bins), as the original.")
     flags.DEFINE_string("bispectrum_k", "", "'k1,k2' (h/Mpc) of the test-cube bispectrum "

@@ -133,3 +133,15 @@ def test_predict_cube_rejects_bad_arguments(stitching):
         predict_cube(model, inputs, ((0, 3), (0, 3), (0, 3)), 16)
     with pytest.raises(ValueError, match="mask"):
         predict_cube(model, inputs, ((0, 3), (0, 3), (0, 3)), 17, mask=np.ones((3, 3), bool))
+
+
+def test_batch_norm_can_be_left_out():
+    plain = DM2Gal(4, 17, batch_norm=False)
+    plain.build((None, 17, 17, 17, 2))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization)
+                   for block in plain.blocks for layer in block)
+    assert DM2Gal.from_config(plain.get_config()).batch_norm is False
+    with_norm = DM2Gal(4, 17)
+    with_norm.build((None, 17, 17, 17, 2))
+    assert plain.count_params() == with_norm.count_params() - 4 * sum(
+        block[1].gamma.shape[0] for block in with_norm.blocks)

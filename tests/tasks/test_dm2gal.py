@@ -11,7 +11,7 @@ from tfastro.data.tng_synthetic import TNGSyntheticParams, tng_paths, write_synt
 from tfastro.errors import UserInputError
 from tfastro.tasks.dm2gal import DM2GalConfig, run
 
-GRID, WINDOW = 64, 25
+GRID, WINDOW = 64, 17
 
 
 def _quiet(*args):
@@ -30,22 +30,26 @@ def small_config(tmp_path, tng_dir, **overrides):
     cfg = DM2GalConfig(tng_dark_snapshot=paths["snapshot"], tng_dark_groups=paths["dark_groups"],
                        tng_hydro_groups=paths["hydro_groups"], field_dir=str(tmp_path / "fields"),
                        grid_size=GRID, test_region="12,30", validation_region="34,52",
-                       window=WINDOW, standardisation="training", dm2gal_ch=4, lr=2e-3, batch_size=32, max_iterations=4,
+                       window=WINDOW, standardisation="training", dm2gal_batchnorm=False,
+                       weighted_sampling=False, dm2gal_ch=8, lr=1e-3, batch_size=32, max_iterations=4,
                        display_interval=2, test_interval=2, snapshot_interval=2,
                        save_dir=str(tmp_path / "ckpt"), gen_frm_dir=str(tmp_path / "res"))
     return dataclasses.replace(cfg, **overrides)
 
 
-def test_training_validates_and_writes_the_test_cube(tmp_path, tng_dir):
-    cfg = small_config(tmp_path, tng_dir, max_iterations=20, test_interval=10,
-                       snapshot_interval=20, display_interval=10)
+def test_training_explains_held_out_targets_and_writes_the_test_cube(tmp_path, tng_dir):
+    """1000 steps on synthetic TNG fields: the held-out test centres' stellar mass is mostly
+    explained (a linear fit on the centre voxel's inputs reaches R^2 0.80 on them; seeds 0-3
+    reach 0.82-0.84)."""
+    cfg = small_config(tmp_path, tng_dir, max_iterations=1000, test_interval=100,
+                       snapshot_interval=1000, display_interval=100)
     lines = []
     model = run(cfg, log=lines.append)
-    out = os.path.join(cfg.gen_frm_dir, "20")
+    out = os.path.join(cfg.gen_frm_dir, "1000")
     with open(os.path.join(out, "scores.json")) as f:
         scores = json.load(f)
     assert scores["stitch"] == "all" and scores["test"]["centres"] > 50
-    assert np.isfinite(scores["test"]["mse"])
+    assert scores["test"]["r2"] > 0.5, scores
     with open(os.path.join(out, "statistics.json")) as f:
         statistics = json.load(f)
     target, prediction, hod = (np.load(os.path.join(out, f"{n}.npy"))
@@ -61,17 +65,19 @@ def test_training_validates_and_writes_the_test_cube(tmp_path, tng_dir):
     again = run(dataclasses.replace(cfg, is_training=False, stitch="above_threshold"), log=_quiet)
     assert os.path.getmtime(os.path.join(cfg.field_dir, "inputs.npy")) == stamp
     assert again["stitch"] == "above_threshold"
-    with open(os.path.join(cfg.gen_frm_dir, "20_2", "statistics.json")) as f:
+    with open(os.path.join(cfg.gen_frm_dir, "1000_2", "statistics.json")) as f:
         assert json.load(f)["stitch"] == "above_threshold"
-    assert int(model.optimizer.iterations.numpy()) == 20
+    assert int(model.optimizer.iterations.numpy()) == 1000
     with open(os.path.join(cfg.field_dir, "standardisation.json")) as f:
         stats = json.load(f)
     stellar = np.load(os.path.join(cfg.field_dir, "stellar.npy"))
     held_out = np.zeros(stellar.shape, bool)
     for lo, hi in ((12, 30), (34, 52)):
         held_out[lo:hi, lo:hi, lo:hi] = True
-    samples = np.log10(1 + stellar[~held_out & (stellar > cfg.stellar_threshold)])
-    np.testing.assert_allclose(stats["stellar"], [samples.mean(), samples.std()], rtol=1e-6)
+    samples = ~held_out & (stellar > cfg.stellar_threshold)
+    for field in ("dark_matter", "subhalo", "stellar"):
+        values = np.log10(1 + np.load(os.path.join(cfg.field_dir, f"{field}.npy"))[samples])
+        np.testing.assert_allclose(stats[field], [values.mean(), values.std()], rtol=1e-5)
 
 
 def test_resuming_continues_the_iteration_count(tmp_path, tng_dir):

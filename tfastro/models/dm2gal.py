@@ -73,6 +73,7 @@ class DM2Gal(keras.Model):
         :func:`dm2gal_kernel_sizes` of ``window``; they must map the window to 1^3.
       hidden: units of the hidden dense layer.
       in_channels: input channels (2: dark matter and subhalo fields).
+      batch_norm: batch norm after every convolution (the original); False leaves it out.
       l2: coupled L2 weight decay: l2 * sum(w^2) of every kernel is added to the loss (its
         gradient passes through Adam's moments, as PyTorch's Adam weight_decay does).
 
@@ -81,9 +82,10 @@ class DM2Gal(keras.Model):
     """
 
     def __init__(self, ch=64, window=65, kernel_sizes=None, hidden=256, in_channels=2, l2=0.0,
-                 **kwargs):
+                 batch_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.l2 = float(l2)
+        self.batch_norm = bool(batch_norm)
         for name, value in (("ch", ch), ("hidden", hidden), ("in_channels", in_channels)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -115,7 +117,8 @@ class DM2Gal(keras.Model):
         return [keras.layers.Conv3D(filters, kernel, strides=stride, padding="valid", dtype=dt,
                                     kernel_regularizer=self._regularizer(), name=f"{name}_conv"),
                 keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=dt,
-                                                name=f"{name}_bn"),
+                                                name=f"{name}_bn")
+                if self.batch_norm else keras.layers.Identity(dtype=dt, name=f"{name}_identity"),
                 keras.layers.ReLU(dtype=dt, name=f"{name}_relu")]
 
     def build(self, input_shape):
@@ -139,7 +142,7 @@ class DM2Gal(keras.Model):
     def get_config(self):
         return {**super().get_config(), "ch": self.ch, "window": self.window,
                 "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
-                "in_channels": self.in_channels, "l2": self.l2}
+                "in_channels": self.in_channels, "l2": self.l2, "batch_norm": self.batch_norm}
 
 
 def _checked_region(region, grid_shape):

@@ -6,8 +6,11 @@ catalogue) are turned once into CIC mass grids of ``grid_size``^3 voxels in ``fi
 stellar masses), all Msun/h per voxel, and the network's inputs ``inputs.npy`` (N, N, N, 2)
 and ``target.npy`` (N, N, N): standardised log10(1 + M), with the original constants or
 (``standardisation='training'``, for other resolutions and boxes) the training region's mean
-and spread (of the stellar mass over voxels above the threshold, i.e. the samples, as the
-original's target constants are), recorded in ``standardisation.json``. Existing field files are reused, never
+and spread over the training samples (voxels above the stellar threshold, as the original's
+target constants are), recorded in ``standardisation.json``. Most voxels hold no subhalo, so
+over all voxels the samples' inputs would differ by a tenth of a standard deviation: training
+on them is badly conditioned. Batch norm would undo such a standardisation (its statistics
+are dominated by the empty voxels); ``dm2gal_batchnorm=False`` leaves it out. Existing field files are reused, never
 overwritten; all are memory-mapped.
 
 Training. Centres are voxels whose stellar mass exceeds ``stellar_threshold``; the test and
@@ -57,6 +60,7 @@ class DM2GalConfig:
     window: int = 65
     stellar_threshold: float = 1e8
     dm2gal_ch: int = 64
+    dm2gal_batchnorm: bool = True
     dm2gal_loss: str = "mse"
     weight_decay: float = 0.0
     stitch: str = "all"
@@ -162,9 +166,10 @@ def _stored(path, shape, make, log):
     return array
 
 
-def training_statistics(mass, cfg, minimum=None, slab=64):
-    """(mean, std) of log10(1 + M) over the training region (outside the test and validation
-    boxes), only where M > ``minimum`` if given, read ``slab`` x-planes at a time."""
+def training_statistics(mass, stellar, cfg, slab=64):
+    """(mean, std) of log10(1 + M) of ``mass`` over the training samples: voxels of the
+    training region (outside the test and validation boxes) whose ``stellar`` mass exceeds
+    the threshold; read ``slab`` x-planes at a time."""
     from tfastro.data.tng import log_mass
     n = mass.shape[0]
     axis = np.arange(n)
@@ -176,15 +181,13 @@ def training_statistics(mass, cfg, minimum=None, slab=64):
         held_out = np.zeros((x.stop - x0, n, n), bool)
         for box in inside:
             held_out |= box[x, None, None] & box[None, :, None] & box[None, None, :]
-        block = np.asarray(mass[x], np.float64)
-        kept = ~held_out if minimum is None else ~held_out & (block > minimum)
-        values = log_mass(block[kept])
+        kept = ~held_out & (np.asarray(stellar[x]) > cfg.stellar_threshold)
+        values = log_mass(np.asarray(mass[x], np.float64)[kept])
         total += (values.size, values.sum(), np.square(values).sum())
     if total[0] == 0:
         raise UserInputError("--standardisation=training: no voxel of the training region (outside "
-                             "--test_region and --validation_region)" + (
-                                 "" if minimum is None else
-                                 f" has more than --stellar_threshold={minimum:g}"))
+                             "--test_region and --validation_region) has stellar mass above "
+                             f"--stellar_threshold={cfg.stellar_threshold:g}")
     mean = total[1] / total[0]
     return float(mean), float(np.sqrt(max(total[2] / total[0] - mean ** 2, 0.0)))
 
@@ -196,8 +199,7 @@ def _standardisation(cfg, fields, log):
     from tfastro.data.tng import STANDARDISATION
     path = os.path.join(cfg.field_dir, "standardisation.json")
     stats = ({f: tuple(STANDARDISATION[f]) for f in FIELDS} if cfg.standardisation == "original"
-             else {f: training_statistics(fields[f], cfg, minimum) for f, minimum in
-                   (("dark_matter", None), ("subhalo", None), ("stellar", cfg.stellar_threshold))})
+             else {f: training_statistics(fields[f], fields["stellar"], cfg) for f in FIELDS})
     if os.path.exists(path):
         with open(path) as f:
             stored = {k: tuple(v) for k, v in json.load(f).items()}
@@ -258,7 +260,8 @@ def build_model(cfg):
 
     from tfastro.models.dm2gal import DM2Gal
     try:
-        model = DM2Gal(cfg.dm2gal_ch, cfg.window, l2=cfg.weight_decay)
+        model = DM2Gal(cfg.dm2gal_ch, cfg.window, l2=cfg.weight_decay,
+                       batch_norm=cfg.dm2gal_batchnorm)
     except ValueError as err:
         raise UserInputError(f"--window={cfg.window}: {err}") from None
     loss = keras.losses.Huber() if cfg.dm2gal_loss == "huber" else "mse"
@@ -273,7 +276,7 @@ def restore(model, path, flag="--pretrained_model"):
     stored, _ = read_checkpoint_config(path, flag)
     mine = model.get_config()
     differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
-              for k in ("ch", "window", "kernel_sizes", "hidden", "in_channels")
+              for k in ("ch", "window", "kernel_sizes", "hidden", "in_channels", "batch_norm")
               if stored.get(k) != mine[k]]
     if differ:
         raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
