@@ -75,6 +75,16 @@ def starting_checkpoint(save_dir, fresh_start=False, pretrained_model="", log=pr
     return None, None
 
 
+def evaluation_checkpoint(save_dir, pretrained_model=""):
+    """The checkpoint an ``is_training=False`` run uses: ``pretrained_model`` (a file or a
+    directory's newest), else the newest in ``save_dir``; UserInputError naming the flag."""
+    if not pretrained_model and not os.path.isdir(save_dir):
+        raise UserInputError("--is_training=False needs --pretrained_model or a --save_dir "
+                             f"with checkpoints; {save_dir!r} does not exist")
+    return resolve_checkpoint(pretrained_model or save_dir,
+                              "--pretrained_model" if pretrained_model else "--save_dir")
+
+
 def results_dir(gen_frm_dir, iteration):
     """``<gen_frm_dir>/<iteration>``, or ``<iteration>_2``, ``_3`` ... if that one is taken."""
     base = os.path.join(gen_frm_dir, str(int(iteration)))

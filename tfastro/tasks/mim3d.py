@@ -293,14 +293,10 @@ def train(cfg, log=print):
 def test(cfg, log=print):
     """Forecast and score the validation data with a checkpoint (--pretrained_model or the
     newest in save_dir); returns the scores."""
-    from tfastro.tasks.checkpoints import resolve_checkpoint, results_dir
+    from tfastro.tasks.checkpoints import evaluation_checkpoint, results_dir
 
     validate_config(cfg)
-    source = cfg.pretrained_model or cfg.save_dir
-    if not cfg.pretrained_model and not os.path.isdir(cfg.save_dir):
-        raise UserInputError("--is_training=False needs --pretrained_model or a --save_dir "
-                             f"with checkpoints; {cfg.save_dir!r} does not exist")
-    path = resolve_checkpoint(source, "--pretrained_model" if cfg.pretrained_model else "--save_dir")
+    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
     configure_tensorflow(cfg)
     model = build_model(cfg)

@@ -364,14 +364,10 @@ def test(cfg, log=print):
     """Generate and evaluate with a checkpoint (--pretrained_model or the newest in save_dir),
     including the conditioning check; returns the evaluation dict."""
     from tfastro.data.cmd import map_indices
-    from tfastro.tasks.checkpoints import resolve_checkpoint, results_dir
+    from tfastro.tasks.checkpoints import evaluation_checkpoint, results_dir
 
     validate_config(cfg)
-    if not cfg.pretrained_model and not os.path.isdir(cfg.save_dir):
-        raise UserInputError("--is_training=False needs --pretrained_model or a --save_dir "
-                             f"with checkpoints; {cfg.save_dir!r} does not exist")
-    path = resolve_checkpoint(cfg.pretrained_model or cfg.save_dir,
-                              "--pretrained_model" if cfg.pretrained_model else "--save_dir")
+    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     cmd, split = open_maps(cfg)
     configure_tensorflow(cfg)
     gan = build_gan(cfg, len(cmd.fields))
