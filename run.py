@@ -4,6 +4,7 @@ and the other science cases, chosen by --model_name.
     python run.py --helpfull          # every flag with its default
     bash run.sh                       # the original sample run
     python run.py --model_name multifield_gan --dataset_name cmd --data_dir data/cmd ...
+    python run.py --model_name turb_cnn --dataset_name turbulence --data_dir data/turbulence ...
 """
 import dataclasses
 import importlib
@@ -25,7 +26,9 @@ FLAGS = flags.FLAGS
 # the science case's own defaults for the others (e.g. dm2gal: lr 1e-5, batch_size 32).
 TASKS = {"mim": ("tfastro.tasks.mim3d", "MIM3DConfig"),
          "multifield_gan": ("tfastro.tasks.multifield", "MultifieldConfig"),
-         "dm2gal": ("tfastro.tasks.dm2gal", "DM2GalConfig")}
+         "dm2gal": ("tfastro.tasks.dm2gal", "DM2GalConfig"),
+         "turb_cnn": ("tfastro.tasks.turbulence", "TurbulenceConfig"),
+         "turb_unet": ("tfastro.tasks.turbulence", "TurbulenceConfig")}
 
 
 def main(argv):

@@ -26,8 +26,10 @@ def define_flags():
     flags.DEFINE_integer("img_depth", 32, "Grid size along z.")
     flags.DEFINE_integer("img_channel", 1, "Channels per voxel.")
     flags.DEFINE_string("model_name", "mim", "Model: 'mim' (3D Memory-In-Memory, dataset 'sn'), "
-                        "'multifield_gan' (conditional GAN of CAMELS maps, dataset 'cmd') or "
-                        "'dm2gal' (stellar mass from dark matter, dataset 'tng').")
+                        "'multifield_gan' (conditional GAN of CAMELS maps, dataset 'cmd'), "
+                        "'dm2gal' (stellar mass from dark matter, dataset 'tng'), 'turb_cnn' "
+                        "(cosmic-ray transport class of turbulent-gas images) or 'turb_unet' "
+                        "(density -> CR or magnetic energy density), both dataset 'turbulence'.")
     flags.DEFINE_string("pretrained_model", "",
                         "Checkpoint file (.keras) or a save_dir (its latest checkpoint) to start from.")
     flags.DEFINE_string("num_hidden", "64,64,64,64", "Hidden channels per layer, comma-separated.")
@@ -39,10 +41,12 @@ def define_flags():
     flags.DEFINE_integer("sampling_stop_iter", 50000, "Iteration from which eta is 0.")
     flags.DEFINE_float("sampling_start_value", 1.0, "Initial eta.")
     flags.DEFINE_float("sampling_changing_rate", 0.00002, "Decrease of eta per iteration.")
-    flags.DEFINE_float("lr", 0.001, "Adam learning rate.")
+    flags.DEFINE_float("lr", 0.001, "Learning rate (the task's own default for other "
+                      "--model_name: dm2gal 1e-5, turb_cnn 1e-3, turb_unet 1e-2).")
     flags.DEFINE_boolean("reverse_input", True, "Also train on time-reversed clips.")
     flags.DEFINE_boolean("reverse_img", False, "Also train on clips flipped along z.")
-    flags.DEFINE_integer("batch_size", 8, "Clips per batch.")
+    flags.DEFINE_integer("batch_size", 8, "Clips per batch (the task's own default for other "
+                         "--model_name: dm2gal 32, turb_cnn 64, turb_unet 32).")
     flags.DEFINE_integer("max_iterations", 80000, "Train up to this iteration.")
     flags.DEFINE_integer("display_interval", 1, "Print the training loss every N iterations.")
     flags.DEFINE_integer("test_interval", 1000, "Forecast and score the validation data every N iterations.")
@@ -66,7 +70,8 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and scheduled sampling.")
     # -- multifield emulator (--model_name multifield_gan --dataset_name cmd) --
     flags.DEFINE_string("data_dir", "data/cmd", "Folder of CAMELS multifield maps "
-                        "(Maps_{field}_{suite}_{set}_z=0.00.npy, params_{set}_{suite}.txt).")
+                        "(Maps_{field}_{suite}_{set}_z=0.00.npy, params_{set}_{suite}.txt); for "
+                        "turb_cnn / turb_unet the folder of class folders (default data/turbulence).")
     flags.DEFINE_string("cmd_suite", "IllustrisTNG", "CAMELS suite (B exists only for IllustrisTNG).")
     flags.DEFINE_string("cmd_set", "LH", "CAMELS set (LH, 1P, CV, BE, EX).")
     flags.DEFINE_string("fields", "Mgas,HI,B", "Map channels, comma-separated.")
@@ -100,7 +105,8 @@ def define_flags():
     flags.DEFINE_boolean("dm2gal_batchnorm", True, "Batch norm after every dm2gal convolution "
                          "(the original); off with --standardisation training.")
     flags.DEFINE_enum("dm2gal_loss", "mse", ["mse", "huber"], "dm2gal loss.")
-    flags.DEFINE_float("weight_decay", 0.0, "Coupled L2 weight decay of dm2gal's kernels.")
+    flags.DEFINE_float("weight_decay", 0.0, "dm2gal: coupled L2 decay of its kernels; turb_cnn / "
+                      "turb_unet: AdamW's decoupled decay (default 1e-4 / 1e-2).")
     flags.DEFINE_enum("stitch", "all", ["all", "above_threshold"], "Stitch every test voxel, or "
                       "only those whose true stellar mass exceeds the threshold (uses the truth).")
     flags.DEFINE_enum("standardisation", "original", ["original", "training"], "Standardise "
@@ -111,3 +117,21 @@ def define_flags():
                         "(default 3 and 4 fundamental modes).")
     flags.DEFINE_integer("regressor_steps", 1000,
                          "Training steps of the (Omega_m, sigma_8) regressor of the conditioning check.")
+    # -- cosmic-ray transport from turbulent gas (--model_name turb_cnn|turb_unet, --dataset_name turbulence) --
+    flags.DEFINE_string("turb_classes", "mhd,cr_advection,cr_diffusion,cr_diffusion_100kappa,"
+                        "cr_streaming", "Classes in label order, comma-separated: each a folder of "
+                        "snapshot FITS cubes under --data_dir (or an absolute folder).")
+    flags.DEFINE_string("turb_field", "density", "FITS field (EXTNAME) the networks read.")
+    flags.DEFINE_string("turb_target", "magnetic_energy_density",
+                        "FITS field the U-net predicts from --turb_field.")
+    flags.DEFINE_integer("tile_size", 128, "Side of the image tiles cut from each slice (pixels).")
+    flags.DEFINE_boolean("flattened_power", False, "Keep only Fourier phases of each slice "
+                         "(|F| set to 1): what phases alone tell.")
+    flags.DEFINE_integer("projection", 1, "Average this many adjacent slices into one image "
+                         "(8: closer to observed column densities).")
+    flags.DEFINE_float("ssim_alpha", 0.02, "U-net loss MSE + alpha (1 - SSIM).")
+    flags.DEFINE_integer("epochs", 50, "Most training epochs (early stopping may end sooner).")
+    flags.DEFINE_integer("patience", 5, "Early stopping: epochs without a better validation loss.")
+    flags.DEFINE_string("blur_sigmas", "0,2,4,6,8", "Gaussian blur widths (pixels) of the blur sweep.")
+    flags.DEFINE_integer("occlusion_patch", 0, "Side of the occluded patches (0: no occlusion maps).")
+    flags.DEFINE_integer("saliency_images", 8, "Test images drawn with their saliency maps.")

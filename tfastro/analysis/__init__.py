@@ -10,6 +10,9 @@
   conditioning scores.
 * :mod:`~tfastro.analysis.hod`, :mod:`~tfastro.analysis.galaxy_statistics` — the HOD baseline
   of dm2gal and target / prediction / HOD cube statistics (P(k), bispectrum, mass).
+* :mod:`~tfastro.analysis.classification`, :mod:`~tfastro.analysis.saliency` — classifier
+  scores (per-class precision, recall, F1, confusion matrix) and what a classifier looks at
+  (saliency, occlusion, blur sweep and the blurred images' spectra).
 * :mod:`~tfastro.analysis.shells`, :mod:`~tfastro.analysis.forecast_metrics` — supernova
   shells and 3D-MIM forecast scores.
 
@@ -30,7 +33,14 @@ _LAZY = {
     **dict.fromkeys(["Bispectrum", "bispectrum", "triangle_third_side"],
                     "tfastro.analysis.bispectrum"),
     "mass_assignment": "tfastro.analysis.mass_assignment",
-    **dict.fromkeys(["ssim2d", "ssim3d", "psnr", "mae"], "tfastro.analysis.image_metrics"),
+    **dict.fromkeys(["ssim2d", "ssim2d_tensor", "ssim3d", "psnr", "mae"],
+                    "tfastro.analysis.image_metrics"),
+    **dict.fromkeys(["classification_report", "confusion_matrix"],
+                    "tfastro.analysis.classification"),
+    **dict.fromkeys(["raw_saliency", "saliency_maps", "saliency_region", "occlusion_maps",
+                     "blur_images", "blur_sweep", "blur_summary", "blurred_spectra",
+                     "gaussian_transfer", "class_logits", "SALIENCY_SIGMA", "SALIENCY_LEVEL",
+                     "OCCLUSION_PATCH", "BLUR_SIGMAS"], "tfastro.analysis.saliency"),
     **dict.fromkeys(["pdf_bin_edges", "pixel_pdf", "pixel_pdfs", "pdf_mean_std", "ks_distance"],
                     "tfastro.analysis.field_pdf"),
     **dict.fromkeys(["spectra_comparison", "pdf_comparison", "cross_correlation_comparison",

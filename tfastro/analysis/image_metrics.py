@@ -29,11 +29,20 @@ it (n pixels for odd n, n - 1 for even n), with the same sigma, renormalised to 
 other axes keep ``window_size``. An 8^3 cube is thus scored with a 7^3 window on 2^3 positions,
 and a 16^3 cube with the full 11^3 window on 6^3 positions. (``tf.image.ssim`` refuses images
 smaller than its window.)
+
+Differentiable SSIM
+-------------------
+:func:`ssim2d_tensor` is the same 2-D SSIM (same window, constants and averaging) written with
+``keras.ops`` in the inputs' float precision (float32 below float64), returning a backend tensor
+with gradients, for losses on any Keras backend. In float32 it carries the round-off described
+above (~1e-6 on textured maps, up to ~1e-4 where a map is locally flat).
 """
+import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
-__all__ = ["ssim2d", "ssim3d", "psnr", "mae"]
+__all__ = ["ssim2d", "ssim2d_tensor", "ssim3d", "psnr", "mae"]
 
 
 def _float64_pair(pred, true):
@@ -65,21 +74,38 @@ def _gaussian_window(length, sigma):
     return weights / weights.sum()
 
 
-def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2):
-    """Per-sample SSIM of (B, *spatial, C) batches with ``spatial_dims`` spatial axes; (B,)."""
-    pred, true = _float64_pair(pred, true)
-    name = f"ssim{spatial_dims}d"
-    if pred.shape.rank != spatial_dims + 2:
+def _check_ssim_arguments(name, shape, spatial_dims, data_range, window_size, sigma):
+    """Raise ValueError unless ``shape`` is (B, *spatial, C) with non-empty spatial axes and
+    the window arguments are valid."""
+    if len(shape) != spatial_dims + 2:
         axes = "(B, X, Y, C)" if spatial_dims == 2 else "(B, X, Y, Z, C)"
-        raise ValueError(f"{name}: pred and true must have shape {axes}, got {tuple(pred.shape)}")
+        raise ValueError(f"{name}: pred and true must have shape {axes}, got {tuple(shape)}")
     _check_data_range(data_range)
     if int(window_size) != window_size or window_size < 1 or window_size % 2 == 0:
         raise ValueError(f"window_size must be a positive odd integer, got {window_size!r}")
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number (pixels), got {sigma!r}")
+    if 0 in tuple(shape[1:-1]):
+        raise ValueError(f"{name}: empty spatial axis in shape {tuple(shape)}")
+
+
+def _ssim_from_moments(mean_p, mean_t, mean_pt, mean_sq, data_range, k1, k2):
+    """SSIM at each window position from the local moments E[p], E[t], E[pt], E[p^2 + t^2]."""
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    two_mu_mu = 2.0 * mean_p * mean_t
+    mu_sq = mean_p * mean_p + mean_t * mean_t
+    luminance = (two_mu_mu + c1) / (mu_sq + c1)
+    contrast_structure = (2.0 * mean_pt - two_mu_mu + c2) / (mean_sq - mu_sq + c2)
+    return luminance * contrast_structure
+
+
+def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2):
+    """Per-sample SSIM of (B, *spatial, C) batches with ``spatial_dims`` spatial axes; (B,)."""
+    pred, true = _float64_pair(pred, true)
+    _check_ssim_arguments(f"ssim{spatial_dims}d", pred.shape, spatial_dims, data_range,
+                          window_size, sigma)
     batch, *spatial, channels = pred.shape
-    if 0 in spatial:
-        raise ValueError(f"{name}: empty spatial axis in shape {tuple(pred.shape)}")
 
     # Every channel of the four local moments, one per batch entry: (4 C B, *spatial, 1).
     moments = tf.stack([pred, true, pred * true, pred * pred + true * true])
@@ -93,14 +119,8 @@ def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2):
         kernel = tf.constant(taps.reshape(kernel_shape), dtype=moments.dtype)
         moments = tf.nn.convolution(moments, kernel, padding="VALID")
     mean_p, mean_t, mean_pt, mean_sq = tf.unstack(tf.reshape(moments, [4, -1]))
-
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    two_mu_mu = 2.0 * mean_p * mean_t
-    mu_sq = mean_p * mean_p + mean_t * mean_t
-    luminance = (two_mu_mu + c1) / (mu_sq + c1)
-    contrast_structure = (2.0 * mean_pt - two_mu_mu + c2) / (mean_sq - mu_sq + c2)
-    ssim_map = tf.reshape(luminance * contrast_structure, [channels, batch, -1])
+    ssim_map = _ssim_from_moments(mean_p, mean_t, mean_pt, mean_sq, data_range, k1, k2)
+    ssim_map = tf.reshape(ssim_map, [channels, batch, -1])
     return tf.reduce_mean(ssim_map, axis=[0, 2]).numpy()
 
 
@@ -117,6 +137,40 @@ def ssim2d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.
       numpy (B,): SSIM averaged over window positions and channels; 1 for identical maps.
     """
     return _ssim(pred, true, 2, data_range, window_size, sigma, k1, k2)
+
+
+def ssim2d_tensor(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03):
+    """Per-sample SSIM of 2-D maps as a differentiable tensor of the active Keras backend.
+
+    The SSIM of :func:`ssim2d` (same window, constants and averaging) computed with
+    ``keras.ops`` in float64 for float64 inputs and float32 otherwise, so it can sit in a loss
+    on any backend. Arguments as :func:`ssim2d`; ``pred`` and ``true`` are (B, X, Y, C) with X,
+    Y and C known (B may be unknown, as inside ``fit``).
+    Returns:
+      backend tensor (B,); 1 for identical maps.
+    """
+    pred, true = ops.convert_to_tensor(pred), ops.convert_to_tensor(true)
+    dtype = "float64" if keras.backend.standardize_dtype(pred.dtype) == "float64" else "float32"
+    pred, true = ops.cast(pred, dtype), ops.cast(true, dtype)
+    if tuple(pred.shape) != tuple(true.shape):
+        raise ValueError(f"pred shape {tuple(pred.shape)} differs from true shape "
+                         f"{tuple(true.shape)}")
+    _check_ssim_arguments("ssim2d_tensor", pred.shape, 2, data_range, window_size, sigma)
+    _, *spatial, channels = pred.shape
+    # Every channel of the four local moments, one per batch entry: (4 C B, X, Y, 1).
+    moments = ops.stack([pred, true, pred * true, pred * pred + true * true])
+    moments = ops.reshape(ops.transpose(moments, (0, 4, 1, 2, 3)), (-1, *spatial, 1))
+    for axis, side in enumerate(spatial):
+        taps = _gaussian_window(_window_length(side, int(window_size)), sigma)
+        kernel_shape = [1, 1, 1, 1]
+        kernel_shape[axis] = taps.size
+        kernel = ops.convert_to_tensor(taps.reshape(kernel_shape), dtype=dtype)
+        moments = ops.conv(moments, kernel, padding="valid")
+    positions = int(np.prod(moments.shape[1:3]))
+    mean_p, mean_t, mean_pt, mean_sq = ops.unstack(
+        ops.reshape(moments, (4, channels, -1, positions)), axis=0)
+    ssim_map = _ssim_from_moments(mean_p, mean_t, mean_pt, mean_sq, data_range, k1, k2)
+    return ops.mean(ssim_map, axis=(0, 2))
 
 
 def ssim3d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03):

@@ -16,6 +16,11 @@
   mass grids (whole box or a block), log10(1 + M), standardisation, field files;
   :mod:`tfastro.data.tng_synthetic` writes synthetic ones in that layout
   (``python -m tfastro.data.synthetic tng --out DIR``).
+* :mod:`tfastro.data.turbulence` — turbulent-gas boxes: Athena++ HDF5 -> FITS, the image
+  pipeline (log10, min-max, phases only, shifts, tiles, histogram equalisation, projections),
+  the buffered slice split, class folders, ``tf.data`` with flips;
+  :mod:`tfastro.data.turbulence_synthetic` writes five synthetic classes
+  (``python -m tfastro.data.synthetic turbulence --out DIR``).
 * :mod:`tfastro.data.dm2gal_samples` — dm2gal candidate centres, buffered test/validation/train
   regions, the 24 cube rotations, mass-bin weighted sampling, streamed windows in ``tf.data``.
 
@@ -57,6 +62,12 @@ _LAZY = {
                      "load_field"], "tfastro.data.tng"),
     **dict.fromkeys(["TNGSyntheticParams", "SyntheticTNG", "synthetic_tng", "write_synthetic_tng",
                      "tng_paths"], "tfastro.data.tng_synthetic"),
+    **dict.fromkeys(["TURBULENCE_CLASSES", "CLASS_LABELS", "athena_to_fits", "read_athdf",
+                     "read_fits_cube", "fits_units", "buffered_split", "assert_buffered",
+                     "class_files", "classification_images", "mapping_images",
+                     "turbulence_dataset"], "tfastro.data.turbulence"),
+    **dict.fromkeys(["write_synthetic_turbulence", "SYNTHETIC_CLASSES"],
+                    "tfastro.data.turbulence_synthetic"),
 }
 
 __all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",

@@ -52,6 +52,13 @@ catalogues in the real HDF5 layout (see :mod:`tfastro.data.tng_synthetic`)::
 
     python -m tfastro.data.synthetic tng --out data/tng [--grid 64] [--particles-per-side 64] \
         [--box 25000] [--seed 0] [--chunks 3] [--overwrite]
+
+The ``turbulence`` command writes SYNTHETIC cosmic-ray turbulence snapshots, five classes of
+FITS cubes (density, cr_energy_density, magnetic_energy_density) in class folders
+``DIR/<class>/snapshot_<j>.fits`` (see :mod:`tfastro.data.turbulence_synthetic`)::
+
+    python -m tfastro.data.synthetic turbulence --out data/turbulence [--size 128] \
+        [--snapshots 6] [--seed 0] [--overwrite]
 """
 import argparse
 import dataclasses
@@ -63,7 +70,7 @@ import numpy as np
 from scipy import ndimage, special
 
 from tfastro.analysis.shells import XI_GAMMA_5_3, sedov_taylor_radius
-from tfastro.data import cmd_synthetic, tng_synthetic
+from tfastro.data import cmd_synthetic, tng_synthetic, turbulence_synthetic
 from tfastro.data.cmd import CMD_FIELDS, MAGNETIC_SUITE, MAPS_PER_SIMULATION, PARAM_NAMES
 from tfastro.data.npz import default_clips, save_sn_npz
 from tfastro.data.random_fields import (  # noqa: F401  (re-exported)
@@ -397,6 +404,22 @@ def _tng_command(args):
           f"  {paths['parameters']} (generating parameters), seed {args.seed}")
 
 
+def _turbulence_command(args):
+    paths = turbulence_synthetic.write_synthetic_turbulence(
+        args.out, size=args.size, snapshots=args.snapshots, seed=args.seed,
+        overwrite=args.overwrite)
+    lines = "".join(f"  {name}: P(k) ∝ k^-{spec.beta:.3g} exp(-(k / k_c)^2), lambda_c = "
+                    f"{spec.cutoff_cells:g} cells"
+                    + (f", phases of sign(g) |g|^{spec.sharpen:g}\n" if spec.sharpen else "\n")
+                    for name, spec in turbulence_synthetic.SYNTHETIC_CLASSES.items())
+    print(f"Wrote SYNTHETIC cosmic-ray turbulence snapshots (random fields, not simulation "
+          f"output) to {args.out}\n"
+          f"  {len(paths)} FITS files: {args.snapshots} snapshots x "
+          f"{len(turbulence_synthetic.SYNTHETIC_CLASSES)} classes of {args.size}^3 cubes "
+          f"(density, cr_energy_density, magnetic_energy_density), seed {args.seed}\n" + lines
+          + f"  e.g. {paths[0]}")
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit status (2 for bad input)."""
     parser = argparse.ArgumentParser(
@@ -438,9 +461,18 @@ def main(argv=None):
     tng.add_argument("--chunks", type=int, default=3, help="files per snapshot/catalogue "
                      "(default 3; the last catalogue chunk is empty)")
     tng.add_argument("--overwrite", action="store_true", help="replace existing files")
+    turb = sub.add_parser("turbulence", help="cosmic-ray turbulence classes as FITS cubes")
+    turb.add_argument("--out", required=True, help="output directory (one folder per class)")
+    turb.add_argument("--size", type=int, default=128,
+                      help="cube side in cells (default 128: 25 MB per snapshot, 750 MB in all)")
+    turb.add_argument("--snapshots", type=int, default=6,
+                      help="snapshots per class (default 6)")
+    turb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    turb.add_argument("--overwrite", action="store_true", help="replace existing files")
     args = parser.parse_args(argv)
     try:
-        {"sn": _sn_command, "cmd": _cmd_command, "tng": _tng_command}[args.command](args)
+        {"sn": _sn_command, "cmd": _cmd_command, "tng": _tng_command,
+         "turbulence": _turbulence_command}[args.command](args)
     except UserInputError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2

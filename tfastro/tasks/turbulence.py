@@ -1,0 +1,409 @@
+"""Cosmic-ray transport from images of turbulent gas: the CNN classifier and the U-net.
+
+Data. ``data_dir`` holds one folder of snapshot FITS cubes per class (``turb_classes``, in
+label order). Each cube is cut along its first axis into six parts: training slices come from
+part 1, validation from part 3, test from part 5, with a whole part of buffer between sets.
+Slices become ``tile_size``^2 tiles (log10, min-max over the cube, optionally phases only,
+periodic shifts, histogram equalisation: :mod:`tfastro.data.turbulence`). With
+``projection`` > 1 the test images average that many adjacent slices, like an observed
+column: the network is still trained and validated on single slices.
+
+``turb_cnn`` classifies tiles into the classes (cross-entropy, AdamW lr 1e-3, weight decay
+1e-4, batch 64, random flips); ``turb_unet`` maps the ``turb_field`` tile onto the
+``turb_target`` tile (MSE + ssim_alpha (1 - SSIM), AdamW lr 1e-2, weight decay 1e-2, batch
+32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults.
+
+Training runs up to ``epochs`` epochs with early stopping on the validation loss
+(``patience`` epochs) and ends on the best epoch's weights. A checkpoint is written after every
+epoch; ``save_dir/early_stopping.json`` and ``best_weights.npz`` carry the early-stopping state,
+so an interrupted run resumes where it stopped (a run that already stopped only evaluates).
+
+Evaluation (after training, or ``is_training=False``) writes under
+``<gen_frm_dir>/<iteration>/``: for the classifier ``metrics.json`` (accuracy, per-class
+precision, recall, F1, one-vs-rest accuracy, the row-normalised confusion matrix),
+``blur_sweep.json`` (class probabilities of the test images blurred by ``blur_sigmas`` pixels,
+and their power spectra), and PNGs of the confusion matrix, saliency maps, the blur sweep
+(``blur_sweep_<class>.png``: P(class) against blur for each true class), the blurred spectra
+and (``occlusion_patch`` > 0) occlusion maps; for the U-net ``metrics.json``
+(MSE, SSIM, PSNR of the prediction, and of the identity and training-mean baselines) and
+``mapping.png``.
+"""
+import dataclasses
+import json
+import os
+from datetime import datetime
+
+import numpy as np
+
+from tfastro.errors import UserInputError
+
+MODELS = ("turb_cnn", "turb_unet")
+DEFAULTS = {"turb_cnn": {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64},
+            "turb_unet": {"lr": 1e-2, "weight_decay": 1e-2, "batch_size": 32}}
+STATE_FILE, BEST_WEIGHTS_FILE = "early_stopping.json", "best_weights.npz"
+
+
+@dataclasses.dataclass
+class TurbulenceConfig:
+    """Settings of a turb_cnn / turb_unet run; field names and meanings are run.py's flags.
+    ``lr``, ``weight_decay`` and ``batch_size`` left at None take the model's defaults."""
+    is_training: bool = True
+    dataset_name: str = "turbulence"
+    model_name: str = "turb_cnn"
+    data_dir: str = "data/turbulence"
+    turb_classes: str = "mhd,cr_advection,cr_diffusion,cr_diffusion_100kappa,cr_streaming"
+    turb_field: str = "density"
+    turb_target: str = "magnetic_energy_density"
+    tile_size: int = 128
+    flattened_power: bool = False
+    projection: int = 1
+    ssim_alpha: float = 0.02
+    lr: float = None
+    weight_decay: float = None
+    batch_size: int = None
+    epochs: int = 50
+    patience: int = 5
+    blur_sigmas: str = "0,2,4,6,8"
+    occlusion_patch: int = 0
+    saliency_images: int = 8
+    save_dir: str = "checkpoints/turbulence"
+    gen_frm_dir: str = "results/turbulence"
+    pretrained_model: str = ""
+    fresh_start: bool = False
+    keep_checkpoints: int = 5
+    seed: int = 0
+
+    def setting(self, name):
+        """lr / weight_decay / batch_size: the flag, or the model's default."""
+        value = getattr(self, name)
+        return DEFAULTS[self.model_name][name] if value is None else value
+
+    @property
+    def classes(self):
+        return [c.strip() for c in self.turb_classes.split(",") if c.strip()]
+
+    @property
+    def sigmas(self):
+        try:
+            sigmas = [float(s) for s in self.blur_sigmas.split(",")]
+        except ValueError:
+            sigmas = [-1.0]
+        if not sigmas or min(sigmas) < 0:
+            raise UserInputError(f"--blur_sigmas={self.blur_sigmas!r}: expected comma-separated "
+                                 "widths in pixels, all >= 0")
+        return sigmas
+
+
+def validate_config(cfg):
+    """Check the flags that need no file; raises UserInputError naming the flag."""
+    def need(ok, message):
+        if not ok:
+            raise UserInputError(message)
+
+    need(cfg.model_name in MODELS, f"--model_name={cfg.model_name!r}: expected one of {MODELS}")
+    need(cfg.dataset_name == "turbulence", f"--dataset_name={cfg.dataset_name!r}: "
+         f"{cfg.model_name} reads turbulent-gas FITS cubes, dataset 'turbulence'")
+    need(len(cfg.classes) >= 2 or cfg.model_name == "turb_unet",
+         f"--turb_classes={cfg.turb_classes!r}: the classifier needs at least two classes")
+    multiple = 64 if cfg.model_name == "turb_cnn" else 8
+    need(cfg.tile_size >= multiple and cfg.tile_size % multiple == 0,
+         f"--tile_size={cfg.tile_size}: {cfg.model_name} needs a multiple of {multiple}")
+    for flag in ("projection", "epochs", "patience", "saliency_images"):
+        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
+    need(cfg.occlusion_patch >= 0, f"--occlusion_patch={cfg.occlusion_patch}: must be >= 0")
+    need(cfg.setting("lr") > 0 and cfg.setting("weight_decay") >= 0 and
+         cfg.setting("batch_size") >= 1, f"--lr={cfg.setting('lr')}, --weight_decay="
+         f"{cfg.setting('weight_decay')}, --batch_size={cfg.setting('batch_size')}: expected "
+         "lr > 0, weight_decay >= 0, batch_size >= 1")
+    need(cfg.ssim_alpha >= 0, f"--ssim_alpha={cfg.ssim_alpha}: must be >= 0")
+    cfg.sigmas
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def snapshot_files(cfg):
+    """[(FITS path, label)] of the class folders (``turb_classes`` under ``data_dir``)."""
+    from tfastro.data.turbulence import class_files
+    if not os.path.isdir(cfg.data_dir):
+        raise UserInputError(f"--data_dir={cfg.data_dir!r}: no such folder (expected one folder "
+                             f"of FITS snapshots per class: {', '.join(cfg.classes)}); "
+                             "`python -m tfastro.data.synthetic turbulence --out DIR` writes "
+                             "synthetic ones")
+    return class_files(cfg.data_dir, cfg.classes)
+
+
+def split_images(cfg, files, split):
+    """(images, labels) for the classifier or (inputs, targets) for the U-net of ``split``:
+    training slices get the extra shifted copies, test images the ``projection``."""
+    from tfastro.data import turbulence
+    options = {"projection": cfg.projection if split == "test" else 1,
+               "shifts": None if split == "train" else (), "seed": cfg.seed}
+    try:
+        if cfg.model_name == "turb_cnn":
+            return turbulence.classification_images(files, split, cfg.tile_size, cfg.turb_field,
+                                                    phase_only=cfg.flattened_power, **options)
+        return turbulence.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
+                                         cfg.turb_target, **options)
+    except UserInputError as err:
+        raise UserInputError(f"--turb_field={cfg.turb_field!r}, --turb_target={cfg.turb_target!r}"
+                             f", --tile_size={cfg.tile_size}, --projection={cfg.projection}: {err}"
+                             ) from None
+
+
+# --- model -------------------------------------------------------------------------------------
+
+def build_model(cfg):
+    """The compiled classifier or U-net of ``cfg``."""
+    from tfastro.models import turbulence as models
+    lr, decay = cfg.setting("lr"), cfg.setting("weight_decay")
+    if cfg.model_name == "turb_cnn":
+        return models.compile_classifier(models.turbulence_classifier(cfg.tile_size,
+                                                                      len(cfg.classes)), lr, decay)
+    return models.compile_unet(models.turbulence_unet(cfg.tile_size), lr, decay, cfg.ssim_alpha)
+
+
+def load_model(cfg, path, flag):
+    """The model, optimizer state and iteration of checkpoint ``path``; refuses one made for
+    another model, tile size or number of classes."""
+    import keras
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as err:  # a damaged or foreign file: say which
+        raise UserInputError(f"{flag}: cannot load {path!r} as a {cfg.model_name} checkpoint "
+                             f"({type(err).__name__}: {err})") from None
+    expected = build_model(cfg)
+    found = (model.name, tuple(model.input_shape[1:]), tuple(model.output_shape[1:]))
+    wanted = (expected.name, tuple(expected.input_shape[1:]), tuple(expected.output_shape[1:]))
+    if found != wanted:
+        raise UserInputError(f"{flag}: checkpoint {path!r} holds {found[0]} for inputs {found[1]} "
+                             f"and outputs {found[2]}; the flags (--model_name, --tile_size, "
+                             f"--turb_classes) ask for {wanted[0]}, {wanted[1]} -> {wanted[2]}")
+    model.optimizer.learning_rate.assign(cfg.setting("lr"))
+    model.optimizer.weight_decay = cfg.setting("weight_decay")
+    return model
+
+
+def _iteration(model):
+    return int(model.optimizer.iterations.numpy())
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def _read_state(save_dir, iteration, log):
+    """The early-stopping state saved with the checkpoint of ``iteration``, or None."""
+    path = os.path.join(save_dir, STATE_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            state = json.load(f)
+        if state.get("iteration") == iteration:
+            with np.load(os.path.join(save_dir, BEST_WEIGHTS_FILE)) as best:
+                state["best_weights"] = [best[f"w{i}"] for i in range(len(best.files))]
+            return state
+    log(f"no early-stopping state for iteration {iteration} in {save_dir}: it starts afresh")
+    return None
+
+
+def _write_state(save_dir, state, best_weights):
+    """Write the early-stopping state and best weights (each atomically)."""
+    weights = os.path.join(save_dir, BEST_WEIGHTS_FILE)
+    np.savez(weights + ".partial.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
+    os.replace(weights + ".partial.npz", weights)
+    path = os.path.join(save_dir, STATE_FILE)
+    with open(path + ".partial", "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(path + ".partial", path)
+
+
+def _early_stopping(cfg, state):
+    """Early stopping on the validation loss (``patience`` epochs) that restores the best
+    weights at the end (:func:`tfastro.models.turbulence.early_stopping`), continued from a
+    saved ``state`` (best loss, its epoch and weights, epochs waited)."""
+    import keras
+
+    class Resumed(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if state:
+                self.best, self.best_epoch = state["best"], state["best_epoch"]
+                self.wait, self.best_weights = state["wait"], state["best_weights"]
+
+    return Resumed(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+
+
+def fit(cfg, model, data, state, log):
+    """Train from ``state`` until early stopping or ``epochs`` epochs, checkpointing and
+    recording the early-stopping state after every epoch; the model ends on the best epoch's
+    weights, which are checkpointed too (the run then counts as finished)."""
+    import keras
+
+    from tfastro.tasks.checkpoints import save_checkpoint
+    stopping = _early_stopping(cfg, state)
+    epoch = state["epoch"] if state else 0
+
+    def snapshot(finished):
+        itr = _iteration(model)
+        path = save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)
+        _write_state(cfg.save_dir, {"iteration": itr, "epoch": epoch, "best": stopping.best,
+                                    "best_epoch": stopping.best_epoch, "wait": stopping.wait,
+                                    "finished": finished}, stopping.best_weights)
+        return path
+
+    class Snapshots(keras.callbacks.Callback):
+        def on_epoch_end(self, index, logs=None):
+            nonlocal epoch
+            epoch = index + 1
+            log(f"{datetime.now():%Y-%m-%d %H:%M:%S} epoch {epoch}  itr: {_iteration(model)}  "
+                f"loss {logs['loss']:.5f}  validation loss {logs['val_loss']:.5f}")
+            snapshot(False)
+
+    model.fit(data["train"], validation_data=data["validation"], initial_epoch=epoch,
+              epochs=cfg.epochs, shuffle=False, verbose=0, callbacks=[stopping, Snapshots()])
+    log(f"best validation loss {stopping.best:.5f} at epoch {stopping.best_epoch + 1}; "
+        f"{snapshot(True)} holds its weights")
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+def _shown(labels, count):
+    """Indices of ``count`` test images spread over the classes (round robin)."""
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    order = [i for rank in range(max(map(len, by_class))) for idx in by_class
+             if rank < len(idx) for i in [idx[rank]]]
+    return np.asarray(order[:count])
+
+
+def evaluate_classifier(cfg, model, images, labels, out_dir, log):
+    """Scores, confusion matrix, saliency, (occlusion,) blur sweep and spectra of the test tiles."""
+    from tfastro.analysis import classification, saliency
+    from tfastro.data.turbulence import CLASS_LABELS, TURBULENCE_CLASSES
+    from tfastro.viz import turbulence as viz
+    names = [CLASS_LABELS[TURBULENCE_CLASSES.index(c)] if c in TURBULENCE_CLASSES else c
+             for c in cfg.classes]
+    n = len(names)
+    predicted = np.argmax(saliency.class_logits(model, images), axis=-1)
+    report = classification.classification_report(labels, predicted, n, class_names=names)
+    report["confusion_matrix_row_normalised"] = classification.confusion_matrix(
+        labels, predicted, n).tolist()
+    report.update(iteration=_iteration(model), flattened_power=cfg.flattened_power,
+                  projection=cfg.projection, field=cfg.turb_field, tile_size=cfg.tile_size)
+    _write_json(out_dir, "metrics.json", report)
+    viz.plot_confusion_matrix(np.asarray(report["confusion_matrix_row_normalised"]), names,
+                              os.path.join(out_dir, "confusion_matrix.png"),
+                              title="flattened power" if cfg.flattened_power else None)
+
+    shown = _shown(labels, cfg.saliency_images)
+    titles = [f"{names[labels[i]]}\n-> {names[predicted[i]]}" for i in shown]
+    maps = saliency.saliency_maps(model, images[shown], labels[shown])
+    viz.plot_saliency(images[shown], maps, titles, path=os.path.join(out_dir, "saliency.png"))
+    if cfg.occlusion_patch:
+        occluded = saliency.occlusion_maps(model, images[shown], labels[shown],
+                                           patch=cfg.occlusion_patch)
+        viz.plot_occlusion(images[shown], occluded, titles,
+                           path=os.path.join(out_dir, "occlusion.png"))
+
+    sigmas = cfg.sigmas
+    sweep = saliency.blur_summary(saliency.blur_sweep(model, images, sigmas), labels, sigmas)
+    k, spectra, _ = saliency.blurred_spectra(images, sigmas)
+    sweep.update(class_names=names, k=k.tolist(), power=np.asarray(spectra).tolist(),
+                 units={"sigma": "pixel", "k": "radian / pixel", "power": "pixel^2"})
+    _write_json(out_dir, "blur_sweep.json", sweep)
+    for c, name in enumerate(cfg.classes):
+        viz.plot_blur_sweep(sweep, c, names, os.path.join(out_dir, f"blur_sweep_{name}.png"))
+    viz.plot_blurred_spectra(k, spectra, sigmas, os.path.join(out_dir, "blurred_spectra.png"))
+    f1 = " / ".join(f"{100 * v:.1f}" for v in report["per_class"]["f1"])
+    log(f"test tiles: {len(labels)}, accuracy {report['accuracy']:.3f}; F1 per class (%): {f1}")
+    return report
+
+
+def evaluate_unet(cfg, model, inputs, targets, train_mean, out_dir, log):
+    """MSE, SSIM and PSNR of the predicted test tiles against the identity and mean baselines."""
+    from tfastro.analysis.image_metrics import psnr, ssim2d
+    from tfastro.viz import turbulence as viz
+    predicted = np.asarray(model.predict(inputs, batch_size=cfg.setting("batch_size"), verbose=0))
+    candidates = {"unet": predicted, "identity": inputs,
+                  "training_mean": np.full_like(targets, train_mean)}
+    metrics = {name: {"mse": float(np.mean((guess - targets) ** 2)),
+                      "ssim": float(np.mean(ssim2d(guess, targets))),
+                      "psnr": float(np.mean(psnr(guess, targets)))}
+               for name, guess in candidates.items()}
+    metrics.update(iteration=_iteration(model), input=cfg.turb_field, target=cfg.turb_target,
+                   test_tiles=int(len(targets)), projection=cfg.projection)
+    _write_json(out_dir, "metrics.json", metrics)
+    shown = np.linspace(0, len(inputs) - 1, min(cfg.saliency_images, len(inputs))).astype(int)
+    viz.plot_mapping(inputs[shown], targets[shown], predicted[shown], cfg.turb_field,
+                     cfg.turb_target, os.path.join(out_dir, "mapping.png"))
+    log("test tiles: {}; MSE {:.5f} (identity {:.5f}, training mean {:.5f}), SSIM {:.3f}".format(
+        len(targets), metrics["unet"]["mse"], metrics["identity"]["mse"],
+        metrics["training_mean"]["mse"], metrics["unet"]["ssim"]))
+    return metrics
+
+
+def _write_json(out_dir, name, value):
+    with open(os.path.join(out_dir, name), "w") as f:
+        json.dump(value, f, indent=1)
+
+
+def evaluate(cfg, model, files, train_mean, log):
+    """Score the test split; outputs under ``<gen_frm_dir>/<iteration>/``."""
+    from tfastro.tasks.checkpoints import results_dir
+    x, y = split_images(cfg, files, "test")
+    out_dir = results_dir(cfg.gen_frm_dir, _iteration(model))
+    if cfg.model_name == "turb_cnn":
+        result = evaluate_classifier(cfg, model, x, y, out_dir, log)
+    else:
+        result = evaluate_unet(cfg, model, x, y, train_mean, out_dir, log)
+    log(f"evaluation written to {out_dir}")
+    return result
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+def train(cfg, log=print):
+    """Train (resuming from save_dir) with early stopping, then evaluate on the test split."""
+    import keras
+
+    from tfastro.data.turbulence import turbulence_dataset
+    from tfastro.tasks.checkpoints import starting_checkpoint
+    validate_config(cfg)
+    files = snapshot_files(cfg)
+    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
+    keras.utils.set_random_seed(cfg.seed)
+    state = None
+    if checkpoint:
+        model = load_model(cfg, checkpoint, flag)
+        if flag != "--pretrained_model":
+            state = _read_state(cfg.save_dir, _iteration(model), log)
+        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
+    else:
+        model = build_model(cfg)
+    (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
+    batch = cfg.setting("batch_size")
+    log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
+        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {_iteration(model)}")
+    done = state and (state["wait"] >= cfg.patience or state["epoch"] >= cfg.epochs)
+    if done:
+        log(f"training already finished at epoch {state['epoch']} (early stopping or --epochs)")
+        if not state.get("finished"):  # stopped before the best weights were checkpointed
+            model.set_weights(state["best_weights"])
+    else:
+        data = {"train": turbulence_dataset(x, y, batch, seed=cfg.seed),
+                "validation": turbulence_dataset(*validation, batch, shuffle=False, flips=False)}
+        fit(cfg, model, data, state, log)
+    return model, evaluate(cfg, model, files, float(np.mean(y)), log)
+
+
+def test(cfg, log=print):
+    """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test split."""
+    from tfastro.tasks.checkpoints import evaluation_checkpoint
+    validate_config(cfg)
+    files = snapshot_files(cfg)
+    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    model = load_model(cfg, path, "--pretrained_model" if cfg.pretrained_model else "--save_dir")
+    log(f"evaluating {path}")
+    train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
+                  if cfg.model_name == "turb_unet" else None)
+    return evaluate(cfg, model, files, train_mean, log)
+
+
+def run(cfg, log=print):
+    return train(cfg, log)[1] if cfg.is_training else test(cfg, log)
