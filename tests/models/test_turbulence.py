@@ -1,10 +1,6 @@
 """Turbulence classifier and U-net: sizes against the layer formulas, PyTorch-style padding, the
 MSE + alpha (1 - SSIM) loss against image_metrics.ssim2d, AdamW against its update rule, early
 stopping's restore, planted tasks both models must learn, .keras round trips, the JAX backend."""
-import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,6 +9,7 @@ import tensorflow as tf
 from scipy.ndimage import uniform_filter
 from scipy.stats import rankdata
 
+from tests import jax_backend
 from tfastro.analysis.image_metrics import ssim2d
 from tfastro.data.random_fields import gaussian_random_field
 from tfastro.models.turbulence import (SSIM_ALPHAS, SSIMMSELoss, adamw, compile_classifier,
@@ -294,13 +291,7 @@ print("RESULT" + json.dumps(out))
 
 
 def run_on_jax(directory, mode):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(directory), mode], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.split("RESULT")[-1])
-    assert out["backend"] == "jax"
-    return out
+    return jax_backend.run_on_jax(JAX_SCRIPT, directory, mode)
 
 
 def test_classifier_and_ssim_loss_on_the_jax_backend_match_tensorflow(saved):

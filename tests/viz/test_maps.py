@@ -1,8 +1,9 @@
 """Map grids and emulator plots: PNG pixel sizes, colour maps and limits, plotted values."""
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
 
+from tests.viz import pngs
+from tests.viz.pngs import image_axes
 from tfastro.analysis.emulator import (amplitude_ordering, cross_correlation_comparison,
                                        pdf_comparison, regression_scores, spectra_comparison)
 from tfastro.viz.maps import (PLOT_PANEL, plot_amplitude_vs_sigma8, plot_conditioning,
@@ -15,15 +16,8 @@ DPI = 50
 
 
 def read_png(path, width_in, height_in):
-    """The PNG at ``path``, after checking it is (height, width) pixels at DPI and not blank."""
-    picture = mpimg.imread(path)
-    assert picture.shape[:2] == (round(height_in * DPI), round(width_in * DPI))
-    assert picture[..., :3].std() > 0.01
-    return picture
+    return pngs.read_png(path, width_in, height_in, DPI)
 
-
-def image_axes(fig):
-    return [ax for ax in fig.axes if ax.images]
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Turbulence figures: PNGs at the documented pixel size, and plotted values equal to the data."""
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
 
+from tests.viz import pngs
 from tfastro.analysis.classification import confusion_matrix
 from tfastro.analysis.saliency import gaussian_transfer
 from tfastro.viz.maps import PLOT_PANEL
@@ -14,10 +14,7 @@ NAMES = ["MHD", "advection", "diffusion"]
 
 
 def read_png(path, width_in, height_in):
-    picture = mpimg.imread(path)
-    assert picture.shape[:2] == (round(height_in * DPI), round(width_in * DPI))
-    assert picture[..., :3].std() > 0.01  # something drawn
-    return picture
+    return pngs.read_png(path, width_in, height_in, DPI)
 
 
 @pytest.fixture(scope="module")

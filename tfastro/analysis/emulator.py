@@ -26,28 +26,13 @@ import numpy as np
 from scipy import stats
 
 from tfastro.analysis.field_pdf import ks_distance, pdf_bin_edges, pdf_mean_std
+from tfastro.analysis.json_values import jsonable
 from tfastro.analysis.spectra import correlation_from_spectra, cross_spectra
 from tfastro.data.cmd import CMD_FIELDS
 
 __all__ = ["checked_maps", "spectra_comparison", "pdf_comparison", "cross_correlation_comparison",
            "emulator_report", "regression_scores", "amplitude_ordering"]
 
-def _jsonable(value):
-    """Nested dicts / sequences / numpy values as plain lists and floats; non-finite -> None."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if value is None or isinstance(value, str):
-        return value
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def checked_maps(maps, name, fields):
@@ -157,7 +142,7 @@ def spectra_comparison(real, generated, box_size=25.0, fields=CMD_FIELDS, k_max=
     """
     real, generated = _checked_pair(real, generated, fields)
     k, counts, real_spectra, generated_spectra = _both_spectra(real, generated, box_size)
-    return _jsonable(_auto_summary(k, counts, real_spectra, generated_spectra, fields,
+    return jsonable(_auto_summary(k, counts, real_spectra, generated_spectra, fields,
                                    real.shape[1], box_size, k_max))
 
 
@@ -174,7 +159,7 @@ def cross_correlation_comparison(real, generated, box_size=25.0, fields=CMD_FIEL
     """
     real, generated = _checked_pair(real, generated, fields)
     k, _, real_spectra, generated_spectra = _both_spectra(real, generated, box_size)
-    return _jsonable(_correlation_summary(k, real_spectra, generated_spectra, fields,
+    return jsonable(_correlation_summary(k, real_spectra, generated_spectra, fields,
                                           real.shape[1], box_size, k_max))
 
 
@@ -201,7 +186,7 @@ def pdf_comparison(real, generated, fields=CMD_FIELDS, bins=50, log10=False):
         channels[field] = {"edges": edges, "real_mean": real_mean, "real_std": real_std,
                            "generated_mean": gen_mean, "generated_std": gen_std,
                            "ks_distance": ks_distance(real_c, generated_c)}
-    return _jsonable({"channels": channels})
+    return jsonable({"channels": channels})
 
 
 def emulator_report(real, generated, fields=CMD_FIELDS, box_size=25.0, k_max=10.0, bins=50,
@@ -218,7 +203,7 @@ def emulator_report(real, generated, fields=CMD_FIELDS, box_size=25.0, k_max=10.
     real, generated = _checked_pair(real, generated, fields)
     resolution = real.shape[1]
     k, counts, real_spectra, generated_spectra = _both_spectra(real, generated, box_size)
-    return _jsonable({
+    return jsonable({
         "fields": list(fields), "n_real": len(real), "n_generated": len(generated),
         "resolution": resolution, "box_size": box_size,
         "spectra": _auto_summary(k, counts, real_spectra, generated_spectra, fields,
@@ -249,7 +234,7 @@ def regression_scores(theta_true, theta_pred, names=("Omega_m", "sigma_8")):
         raise ValueError(f"names={tuple(names)}: expected {theta_true.shape[1]} names")
     rmse = np.sqrt(np.mean((theta_pred - theta_true) ** 2, axis=0))
     r2 = _r_squared(theta_true.T, theta_pred.T)
-    return _jsonable({name: {"rmse": rmse[p], "r2": r2[p]} for p, name in enumerate(names)})
+    return jsonable({name: {"rmse": rmse[p], "r2": r2[p]} for p, name in enumerate(names)})
 
 
 def amplitude_ordering(maps_by_sigma8, box_size=25.0, fields=CMD_FIELDS, n_bins=5):
@@ -288,4 +273,4 @@ def amplitude_ordering(maps_by_sigma8, box_size=25.0, fields=CMD_FIELDS, n_bins=
         channels[field] = {"amplitude": amplitudes[:, c], "amplitude_error": errors[:, c],
                            "spearman": stats.spearmanr(sigma8, amplitudes[:, c]).statistic,
                            "increasing": bool(np.all(np.diff(amplitudes[:, c]) > 0))}
-    return _jsonable({"sigma8": sigma8, "n_bins": n_bins, "channels": channels})
+    return jsonable({"sigma8": sigma8, "n_bins": n_bins, "channels": channels})

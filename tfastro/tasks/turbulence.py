@@ -14,9 +14,9 @@ column: the network is still trained and validated on single slices.
 32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults.
 
 Training runs up to ``epochs`` epochs with early stopping on the validation loss
-(``patience`` epochs) and ends on the best epoch's weights. A checkpoint is written after every
-epoch; ``save_dir/early_stopping.json`` and ``best_weights.npz`` carry the early-stopping state,
-so an interrupted run resumes where it stopped (a run that already stopped only evaluates).
+(``patience`` epochs) and ends on the best epoch's weights; a checkpoint and the early-stopping
+state are written after every epoch, so an interrupted run resumes where it stopped and a
+finished one only evaluates (:mod:`tfastro.tasks.epochs`).
 
 Evaluation (after training, or ``is_training=False``) writes under
 ``<gen_frm_dir>/<iteration>/``: for the classifier ``metrics.json`` (accuracy, per-class
@@ -29,18 +29,17 @@ and (``occlusion_patch`` > 0) occlusion maps; for the U-net ``metrics.json``
 ``mapping.png``.
 """
 import dataclasses
-import json
 import os
-from datetime import datetime
 
 import numpy as np
 
 from tfastro.errors import UserInputError
+from tfastro.tasks.epochs import iteration, write_json
 
 MODELS = ("turb_cnn", "turb_unet")
+CHECKPOINT_FLAGS = "--model_name, --tile_size, --turb_classes"  # fix a checkpoint's shapes
 DEFAULTS = {"turb_cnn": {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64},
             "turb_unet": {"lr": 1e-2, "weight_decay": 1e-2, "batch_size": 32}}
-STATE_FILE, BEST_WEIGHTS_FILE = "early_stopping.json", "best_weights.npz"
 
 
 @dataclasses.dataclass
@@ -162,106 +161,6 @@ def build_model(cfg):
     return models.compile_unet(models.turbulence_unet(cfg.tile_size), lr, decay, cfg.ssim_alpha)
 
 
-def load_model(cfg, path, flag):
-    """The model, optimizer state and iteration of checkpoint ``path``; refuses one made for
-    another model, tile size or number of classes."""
-    import keras
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as err:  # a damaged or foreign file: say which
-        raise UserInputError(f"{flag}: cannot load {path!r} as a {cfg.model_name} checkpoint "
-                             f"({type(err).__name__}: {err})") from None
-    expected = build_model(cfg)
-    found = (model.name, tuple(model.input_shape[1:]), tuple(model.output_shape[1:]))
-    wanted = (expected.name, tuple(expected.input_shape[1:]), tuple(expected.output_shape[1:]))
-    if found != wanted:
-        raise UserInputError(f"{flag}: checkpoint {path!r} holds {found[0]} for inputs {found[1]} "
-                             f"and outputs {found[2]}; the flags (--model_name, --tile_size, "
-                             f"--turb_classes) ask for {wanted[0]}, {wanted[1]} -> {wanted[2]}")
-    model.optimizer.learning_rate.assign(cfg.setting("lr"))
-    model.optimizer.weight_decay = cfg.setting("weight_decay")
-    return model
-
-
-def _iteration(model):
-    return int(model.optimizer.iterations.numpy())
-
-
-# --- training ----------------------------------------------------------------------------------
-
-def _read_state(save_dir, iteration, log):
-    """The early-stopping state saved with the checkpoint of ``iteration``, or None."""
-    path = os.path.join(save_dir, STATE_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            state = json.load(f)
-        if state.get("iteration") == iteration:
-            with np.load(os.path.join(save_dir, BEST_WEIGHTS_FILE)) as best:
-                state["best_weights"] = [best[f"w{i}"] for i in range(len(best.files))]
-            return state
-    log(f"no early-stopping state for iteration {iteration} in {save_dir}: it starts afresh")
-    return None
-
-
-def _write_state(save_dir, state, best_weights):
-    """Write the early-stopping state and best weights (each atomically)."""
-    weights = os.path.join(save_dir, BEST_WEIGHTS_FILE)
-    np.savez(weights + ".partial.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
-    os.replace(weights + ".partial.npz", weights)
-    path = os.path.join(save_dir, STATE_FILE)
-    with open(path + ".partial", "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(path + ".partial", path)
-
-
-def _early_stopping(cfg, state):
-    """Early stopping on the validation loss (``patience`` epochs) that restores the best
-    weights at the end (:func:`tfastro.models.turbulence.early_stopping`), continued from a
-    saved ``state`` (best loss, its epoch and weights, epochs waited)."""
-    import keras
-
-    class Resumed(keras.callbacks.EarlyStopping):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            if state:
-                self.best, self.best_epoch = state["best"], state["best_epoch"]
-                self.wait, self.best_weights = state["wait"], state["best_weights"]
-
-    return Resumed(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-
-
-def fit(cfg, model, data, state, log):
-    """Train from ``state`` until early stopping or ``epochs`` epochs, checkpointing and
-    recording the early-stopping state after every epoch; the model ends on the best epoch's
-    weights, which are checkpointed too (the run then counts as finished)."""
-    import keras
-
-    from tfastro.tasks.checkpoints import save_checkpoint
-    stopping = _early_stopping(cfg, state)
-    epoch = state["epoch"] if state else 0
-
-    def snapshot(finished):
-        itr = _iteration(model)
-        path = save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)
-        _write_state(cfg.save_dir, {"iteration": itr, "epoch": epoch, "best": stopping.best,
-                                    "best_epoch": stopping.best_epoch, "wait": stopping.wait,
-                                    "finished": finished}, stopping.best_weights)
-        return path
-
-    class Snapshots(keras.callbacks.Callback):
-        def on_epoch_end(self, index, logs=None):
-            nonlocal epoch
-            epoch = index + 1
-            log(f"{datetime.now():%Y-%m-%d %H:%M:%S} epoch {epoch}  itr: {_iteration(model)}  "
-                f"loss {logs['loss']:.5f}  validation loss {logs['val_loss']:.5f}")
-            snapshot(False)
-
-    model.fit(data["train"], validation_data=data["validation"], initial_epoch=epoch,
-              epochs=cfg.epochs, shuffle=False, verbose=0, callbacks=[stopping, Snapshots()])
-    log(f"best validation loss {stopping.best:.5f} at epoch {stopping.best_epoch + 1}; "
-        f"{snapshot(True)} holds its weights")
-
-
 # --- evaluation --------------------------------------------------------------------------------
 
 def _shown(labels, count):
@@ -284,9 +183,9 @@ def evaluate_classifier(cfg, model, images, labels, out_dir, log):
     report = classification.classification_report(labels, predicted, n, class_names=names)
     report["confusion_matrix_row_normalised"] = classification.confusion_matrix(
         labels, predicted, n).tolist()
-    report.update(iteration=_iteration(model), flattened_power=cfg.flattened_power,
+    report.update(iteration=iteration(model), flattened_power=cfg.flattened_power,
                   projection=cfg.projection, field=cfg.turb_field, tile_size=cfg.tile_size)
-    _write_json(out_dir, "metrics.json", report)
+    write_json(out_dir, "metrics.json", report)
     viz.plot_confusion_matrix(np.asarray(report["confusion_matrix_row_normalised"]), names,
                               os.path.join(out_dir, "confusion_matrix.png"),
                               title="flattened power" if cfg.flattened_power else None)
@@ -306,7 +205,7 @@ def evaluate_classifier(cfg, model, images, labels, out_dir, log):
     k, spectra, _ = saliency.blurred_spectra(images, sigmas)
     sweep.update(class_names=names, k=k.tolist(), power=np.asarray(spectra).tolist(),
                  units={"sigma": "pixel", "k": "radian / pixel", "power": "pixel^2"})
-    _write_json(out_dir, "blur_sweep.json", sweep)
+    write_json(out_dir, "blur_sweep.json", sweep)
     for c, name in enumerate(cfg.classes):
         viz.plot_blur_sweep(sweep, c, names, os.path.join(out_dir, f"blur_sweep_{name}.png"))
     viz.plot_blurred_spectra(k, spectra, sigmas, os.path.join(out_dir, "blurred_spectra.png"))
@@ -326,9 +225,9 @@ def evaluate_unet(cfg, model, inputs, targets, train_mean, out_dir, log):
                       "ssim": float(np.mean(ssim2d(guess, targets))),
                       "psnr": float(np.mean(psnr(guess, targets)))}
                for name, guess in candidates.items()}
-    metrics.update(iteration=_iteration(model), input=cfg.turb_field, target=cfg.turb_target,
+    metrics.update(iteration=iteration(model), input=cfg.turb_field, target=cfg.turb_target,
                    test_tiles=int(len(targets)), projection=cfg.projection)
-    _write_json(out_dir, "metrics.json", metrics)
+    write_json(out_dir, "metrics.json", metrics)
     shown = np.linspace(0, len(inputs) - 1, min(cfg.saliency_images, len(inputs))).astype(int)
     viz.plot_mapping(inputs[shown], targets[shown], predicted[shown], cfg.turb_field,
                      cfg.turb_target, os.path.join(out_dir, "mapping.png"))
@@ -338,16 +237,11 @@ def evaluate_unet(cfg, model, inputs, targets, train_mean, out_dir, log):
     return metrics
 
 
-def _write_json(out_dir, name, value):
-    with open(os.path.join(out_dir, name), "w") as f:
-        json.dump(value, f, indent=1)
-
-
 def evaluate(cfg, model, files, train_mean, log):
     """Score the test split; outputs under ``<gen_frm_dir>/<iteration>/``."""
     from tfastro.tasks.checkpoints import results_dir
     x, y = split_images(cfg, files, "test")
-    out_dir = results_dir(cfg.gen_frm_dir, _iteration(model))
+    out_dir = results_dir(cfg.gen_frm_dir, iteration(model))
     if cfg.model_name == "turb_cnn":
         result = evaluate_classifier(cfg, model, x, y, out_dir, log)
     else:
@@ -363,43 +257,27 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.turbulence import turbulence_dataset
-    from tfastro.tasks.checkpoints import starting_checkpoint
+    from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
     files = snapshot_files(cfg)
-    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
     keras.utils.set_random_seed(cfg.seed)
-    state = None
-    if checkpoint:
-        model = load_model(cfg, checkpoint, flag)
-        if flag != "--pretrained_model":
-            state = _read_state(cfg.save_dir, _iteration(model), log)
-        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
-    else:
-        model = build_model(cfg)
+    model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
     batch = cfg.setting("batch_size")
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
-        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {_iteration(model)}")
-    done = state and (state["wait"] >= cfg.patience or state["epoch"] >= cfg.epochs)
-    if done:
-        log(f"training already finished at epoch {state['epoch']} (early stopping or --epochs)")
-        if not state.get("finished"):  # stopped before the best weights were checkpointed
-            model.set_weights(state["best_weights"])
-    else:
-        data = {"train": turbulence_dataset(x, y, batch, seed=cfg.seed),
-                "validation": turbulence_dataset(*validation, batch, shuffle=False, flips=False)}
-        fit(cfg, model, data, state, log)
+        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}")
+    train_epochs(model, turbulence_dataset(x, y, batch, seed=cfg.seed),
+                 turbulence_dataset(*validation, batch, shuffle=False, flips=False), state,
+                 cfg, log)
     return model, evaluate(cfg, model, files, float(np.mean(y)), log)
 
 
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test split."""
-    from tfastro.tasks.checkpoints import evaluation_checkpoint
+    from tfastro.tasks.epochs import evaluation_model
     validate_config(cfg)
     files = snapshot_files(cfg)
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
-    model = load_model(cfg, path, "--pretrained_model" if cfg.pretrained_model else "--save_dir")
-    log(f"evaluating {path}")
+    model = evaluation_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
                   if cfg.model_name == "turb_unet" else None)
     return evaluate(cfg, model, files, train_mean, log)
