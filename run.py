@@ -5,6 +5,7 @@ and the other science cases, chosen by --model_name.
     bash run.sh                       # the original sample run
     python run.py --model_name multifield_gan --dataset_name cmd --data_dir data/cmd ...
     python run.py --model_name turb_cnn --dataset_name turbulence --data_dir data/turbulence ...
+    python run.py --model_name column --dataset_name prestellar --data_dir data/prestellar ...
 """
 import dataclasses
 import importlib
@@ -28,7 +29,8 @@ TASKS = {"mim": ("tfastro.tasks.mim3d", "MIM3DConfig"),
          "multifield_gan": ("tfastro.tasks.multifield", "MultifieldConfig"),
          "dm2gal": ("tfastro.tasks.dm2gal", "DM2GalConfig"),
          "turb_cnn": ("tfastro.tasks.turbulence", "TurbulenceConfig"),
-         "turb_unet": ("tfastro.tasks.turbulence", "TurbulenceConfig")}
+         "turb_unet": ("tfastro.tasks.turbulence", "TurbulenceConfig"),
+         "column": ("tfastro.tasks.column", "ColumnConfig")}
 
 
 def main(argv):

@@ -29,7 +29,9 @@ def define_flags():
                         "'multifield_gan' (conditional GAN of CAMELS maps, dataset 'cmd'), "
                         "'dm2gal' (stellar mass from dark matter, dataset 'tng'), 'turb_cnn' "
                         "(cosmic-ray transport class of turbulent-gas images) or 'turb_unet' "
-                        "(density -> CR or magnetic energy density), both dataset 'turbulence'.")
+                        "(density -> CR or magnetic energy density), both dataset 'turbulence', or 'column' "
+                        "(prestellar cores: density and velocity from PPV cubes, dataset "
+                        "'prestellar').")
     flags.DEFINE_string("pretrained_model", "",
                         "Checkpoint file (.keras) or a save_dir (its latest checkpoint) to start from.")
     flags.DEFINE_string("num_hidden", "64,64,64,64", "Hidden channels per layer, comma-separated.")
@@ -42,11 +44,11 @@ def define_flags():
     flags.DEFINE_float("sampling_start_value", 1.0, "Initial eta.")
     flags.DEFINE_float("sampling_changing_rate", 0.00002, "Decrease of eta per iteration.")
     flags.DEFINE_float("lr", 0.001, "Learning rate (the task's own default for other "
-                      "--model_name: dm2gal 1e-5, turb_cnn 1e-3, turb_unet 1e-2).")
+                      "--model_name: dm2gal 1e-5, turb_cnn 1e-3, turb_unet 1e-2, column 1e-3).")
     flags.DEFINE_boolean("reverse_input", True, "Also train on time-reversed clips.")
     flags.DEFINE_boolean("reverse_img", False, "Also train on clips flipped along z.")
     flags.DEFINE_integer("batch_size", 8, "Clips per batch (the task's own default for other "
-                         "--model_name: dm2gal 32, turb_cnn 64, turb_unet 32).")
+                         "--model_name: dm2gal 32, turb_cnn 64, turb_unet 32, column 8 cores).")
     flags.DEFINE_integer("max_iterations", 80000, "Train up to this iteration.")
     flags.DEFINE_integer("display_interval", 1, "Print the training loss every N iterations.")
     flags.DEFINE_integer("test_interval", 1000, "Forecast and score the validation data every N iterations.")
@@ -71,7 +73,8 @@ def define_flags():
     # -- multifield emulator (--model_name multifield_gan --dataset_name cmd) --
     flags.DEFINE_string("data_dir", "data/cmd", "Folder of CAMELS multifield maps "
                         "(Maps_{field}_{suite}_{set}_z=0.00.npy, params_{set}_{suite}.txt); for "
-                        "turb_cnn / turb_unet the folder of class folders (default data/turbulence).")
+                        "turb_cnn / turb_unet the folder of class folders (default data/turbulence); for "
+                        "column the folder of prestellar.h5 (default data/prestellar).")
     flags.DEFINE_string("cmd_suite", "IllustrisTNG", "CAMELS suite (B exists only for IllustrisTNG).")
     flags.DEFINE_string("cmd_set", "LH", "CAMELS set (LH, 1P, CV, BE, EX).")
     flags.DEFINE_string("fields", "Mgas,HI,B", "Map channels, comma-separated.")
@@ -135,3 +138,14 @@ def define_flags():
     flags.DEFINE_string("blur_sigmas", "0,2,4,6,8", "Gaussian blur widths (pixels) of the blur sweep.")
     flags.DEFINE_integer("occlusion_patch", 0, "Side of the occluded patches (0: no occlusion maps).")
     flags.DEFINE_integer("saliency_images", 8, "Test images drawn with their saliency maps.")
+    # -- prestellar cores (--model_name column --dataset_name prestellar) --
+    flags.DEFINE_integer("column_width", 16, "Filters of every Conv3D of the column network.")
+    flags.DEFINE_integer("column_depth", 3, "Conv3D blocks of the column network's local path.")
+    flags.DEFINE_integer("spectral_kernel", 7, "Kernel length along the velocity axis.")
+    flags.DEFINE_boolean("column_context", True, "Global-context path: every column also sees "
+                         "a summary of the whole cube.")
+    flags.DEFINE_float("column_dropout", 0.1, "Dropout rate (kept on for the MC-dropout "
+                       "uncertainty).")
+    flags.DEFINE_integer("mc_samples", 32, "Forward passes of the MC-dropout uncertainty.")
+    flags.DEFINE_integer("scan_window", 0, "Predict test cubes window by window of this side "
+                         "(pixels; equal to one pass, bounded memory); 0: one pass.")

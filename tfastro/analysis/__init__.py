@@ -13,6 +13,8 @@
 * :mod:`~tfastro.analysis.classification`, :mod:`~tfastro.analysis.saliency` — classifier
   scores (per-class precision, recall, F1, confusion matrix) and what a classifier looks at
   (saliency, occlusion, blur sweep and the blurred images' spectra).
+* :mod:`~tfastro.analysis.prestellar` — prestellar cores: per-voxel errors, radial profiles and
+  Plummer fits, MC-dropout calibration.
 * :mod:`~tfastro.analysis.shells`, :mod:`~tfastro.analysis.forecast_metrics` — supernova
   shells and 3D-MIM forecast scores.
 
@@ -41,6 +43,10 @@ _LAZY = {
                      "blur_images", "blur_sweep", "blur_summary", "blurred_spectra",
                      "gaussian_transfer", "class_logits", "SALIENCY_SIGMA", "SALIENCY_LEVEL",
                      "OCCLUSION_PATCH", "BLUR_SIGMAS"], "tfastro.analysis.saliency"),
+    **dict.fromkeys(["TARGET_NAMES", "PlummerFit", "cell_centres", "voxel_errors",
+                     "density_centroid", "radial_profile", "plummer_log_profile", "fit_plummer",
+                     "mean_baseline", "profile_scores", "uncertainty_maps", "calibration"],
+                    "tfastro.analysis.prestellar"),
     **dict.fromkeys(["pdf_bin_edges", "pixel_pdf", "pixel_pdfs", "pdf_mean_std", "ks_distance"],
                     "tfastro.analysis.field_pdf"),
     **dict.fromkeys(["spectra_comparison", "pdf_comparison", "cross_correlation_comparison",

@@ -21,6 +21,9 @@
   the buffered slice split, class folders, ``tf.data`` with flips;
   :mod:`tfastro.data.turbulence_synthetic` writes five synthetic classes
   (``python -m tfastro.data.synthetic turbulence --out DIR``).
+* :mod:`tfastro.data.prestellar` — synthetic prestellar cores (Plummer density with structure,
+  rotation and infall), their optically thin PPV observation, FITS / HDF5 files and
+  ``tf.data`` of whole cubes or windows (``python -m tfastro.data.synthetic prestellar --out DIR``).
 * :mod:`tfastro.data.dm2gal_samples` — dm2gal candidate centres, buffered test/validation/train
   regions, the 24 cube rotations, mass-bin weighted sampling, streamed windows in ``tf.data``.
 
@@ -68,6 +71,11 @@ _LAZY = {
                      "turbulence_dataset"], "tfastro.data.turbulence"),
     **dict.fromkeys(["write_synthetic_turbulence", "SYNTHETIC_CLASSES"],
                     "tfastro.data.turbulence_synthetic"),
+    **dict.fromkeys(["CoreParams", "CoreRanges", "CoreSet", "draw_core_params", "core_density",
+                     "core_velocity", "line_profile", "observe_ppv", "make_core",
+                     "synthetic_cores", "prestellar_targets", "write_prestellar",
+                     "read_prestellar", "cube_dataset", "window_dataset", "thermal_width"],
+                    "tfastro.data.prestellar"),
 }
 
 __all__ = ["SNData", "check_sn_config", "default_clips", "load_sn_npz", "save_sn_npz",

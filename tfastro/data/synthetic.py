@@ -59,6 +59,15 @@ FITS cubes (density, cr_energy_density, magnetic_energy_density) in class folder
 
     python -m tfastro.data.synthetic turbulence --out data/turbulence [--size 128] \
         [--snapshots 6] [--seed 0] [--overwrite]
+
+The ``prestellar`` command writes SYNTHETIC prestellar cores (Plummer cores with speckle
+structure, rotation and infall) observed as optically thin position-position-velocity cubes:
+``DIR/prestellar.h5`` (all cores, their targets and parameters) and ``DIR/fits/core_<i>.fits``
+(PPV cube with a km/s spectral axis, LOG_DENSITY and V_LOS extensions; see
+:mod:`tfastro.data.prestellar`). The spec's full size is ``--grid 64 --channels 100``::
+
+    python -m tfastro.data.synthetic prestellar --out data/prestellar [--cores 64] [--grid 32] \
+        [--channels 32] [--profile gaussian|lorentzian] [--seed 0] [--overwrite]
 """
 import argparse
 import dataclasses
@@ -70,7 +79,7 @@ import numpy as np
 from scipy import ndimage, special
 
 from tfastro.analysis.shells import XI_GAMMA_5_3, sedov_taylor_radius
-from tfastro.data import cmd_synthetic, tng_synthetic, turbulence_synthetic
+from tfastro.data import cmd_synthetic, prestellar, tng_synthetic, turbulence_synthetic
 from tfastro.data.cmd import CMD_FIELDS, MAGNETIC_SUITE, MAPS_PER_SIMULATION, PARAM_NAMES
 from tfastro.data.npz import default_clips, save_sn_npz
 from tfastro.data.random_fields import (  # noqa: F401  (re-exported)
@@ -420,6 +429,23 @@ def _turbulence_command(args):
           + f"  e.g. {paths[0]}")
 
 
+def _prestellar_command(args):
+    cores = prestellar.synthetic_cores(args.cores, args.grid, args.channels, seed=args.seed,
+                                       shape=args.profile)
+    paths = prestellar.write_prestellar(args.out, cores, overwrite=args.overwrite)
+    radii = [p.radius for p in cores.params]
+    print(f"Wrote SYNTHETIC prestellar cores (Plummer cores, not simulation output) to "
+          f"{args.out}\n"
+          f"  {paths['hdf5']}: {args.cores} cores, ppv {cores.ppv.shape[1:]} "
+          f"[x, y, channel], log_density and v_los {cores.log_density.shape[1:]} [x, y, z], "
+          f"params table, seed {args.seed}\n"
+          f"  {len(paths['fits'])} FITS cubes, e.g. {paths['fits'][0]}\n"
+          f"  band {cores.v_range[0]:g} .. {cores.v_range[1]:g} km/s in {args.channels} "
+          f"channels of {cores.channel_width:.4g} km/s, {args.profile} lines of dispersion "
+          f"{cores.line_width:.3f} km/s (10 K); Plummer radii {min(radii):.2f} .. "
+          f"{max(radii):.2f} (grid half-widths)")
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit status (2 for bad input)."""
     parser = argparse.ArgumentParser(
@@ -469,10 +495,21 @@ def main(argv=None):
                       help="snapshots per class (default 6)")
     turb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     turb.add_argument("--overwrite", action="store_true", help="replace existing files")
+    pre = sub.add_parser("prestellar", help="prestellar cores as PPV cubes (HDF5 + FITS)")
+    pre.add_argument("--out", required=True, help="output directory")
+    pre.add_argument("--cores", type=int, default=64, help="number of cores (default 64)")
+    pre.add_argument("--grid", type=int, default=32,
+                     help="cells per side of the cubes (default 32; the spec's 64)")
+    pre.add_argument("--channels", type=int, default=32,
+                     help="velocity channels over -2 .. 2 km/s (default 32; the spec's 100)")
+    pre.add_argument("--profile", choices=prestellar.PROFILES, default="gaussian",
+                     help="line shape (default gaussian)")
+    pre.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pre.add_argument("--overwrite", action="store_true", help="replace existing files")
     args = parser.parse_args(argv)
     try:
         {"sn": _sn_command, "cmd": _cmd_command, "tng": _tng_command,
-         "turbulence": _turbulence_command}[args.command](args)
+         "turbulence": _turbulence_command, "prestellar": _prestellar_command}[args.command](args)
     except UserInputError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2

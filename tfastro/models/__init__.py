@@ -1,4 +1,5 @@
 """Keras models built from tfastro.layers."""
+from tfastro.models.column import ColumnNet, mc_dropout_predict, scan_predict
 from tfastro.models.dm2gal import DM2Gal, dm2gal_kernel_sizes, predict_cube
 from tfastro.models.mim import MIM3D, check_num_hidden, frame_loss, sampling_eta
 from tfastro.models.multifield_gan import (Discriminator, Generator, MultifieldGAN,
@@ -14,4 +15,5 @@ __all__ = ["MIM3D", "MIMAdam", "check_num_hidden", "frame_loss", "reshape_patch"
            "reshape_patch_back", "sampling_eta", "Discriminator", "Generator", "MultifieldGAN",
            "gradient_penalty", "ParameterRegressor", "DM2Gal", "dm2gal_kernel_sizes", "predict_cube",
            "turbulence_classifier", "turbulence_unet", "SSIMMSELoss", "ssim_mse_loss", "adamw",
-           "compile_classifier", "compile_unet", "early_stopping"]
+           "compile_classifier", "compile_unet", "early_stopping", "ColumnNet", "scan_predict",
+           "mc_dropout_predict"]
