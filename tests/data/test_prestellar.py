@@ -14,9 +14,9 @@ from scipy import stats
 
 from tfastro.data.prestellar import (
     PARAM_FIELDS, PROFILES, CoreParams, CoreRanges, channel_velocities, core_density,
-    core_velocity, cube_dataset, draw_core_params, grid_coordinates, line_profile, make_core,
+    core_velocity, core_dataset, draw_core_params, grid_coordinates, line_profile, make_core,
     observe_ppv, read_prestellar, structure_field, synthetic_cores, thermal_width,
-    window_dataset, write_prestellar)
+    ppv_window_dataset, write_prestellar)
 from tfastro.data.synthetic import main
 from tfastro.errors import UserInputError
 
@@ -272,14 +272,14 @@ def _which_symmetry(original, transformed):
     return matches[0]
 
 
-def test_cube_dataset_shapes_order_and_consistent_sky_symmetries():
+def test_core_dataset_shapes_order_and_consistent_sky_symmetries():
     core = make_core(_params(centre=(0.3, -0.2, 0.1), radius=0.2, noise=0.2, rotation=0.6,
                              rotation_axis=(0.6, 0.0, 0.8), infall=0.3), 12, 16)
     ppv, targets = core["ppv"][None], np.stack([core["log_density"], core["v_los"]], -1)[None]
-    plain = list(cube_dataset(ppv, targets, 1, shuffle=False))
+    plain = list(core_dataset(ppv, targets, 1, shuffle=False))
     assert plain[0][0].shape == (1, 12, 12, 16, 1) and plain[0][1].shape == (1, 12, 12, 12, 2)
     np.testing.assert_array_equal(plain[0][0][0, ..., 0], ppv[0])
-    data = cube_dataset(np.repeat(ppv, 4, 0), np.repeat(targets, 4, 0), 2, seed=3,
+    data = core_dataset(np.repeat(ppv, 4, 0), np.repeat(targets, 4, 0), 2, seed=3,
                         augment=True)
     seen = set()
     for _ in range(3):
@@ -295,12 +295,12 @@ def test_cube_dataset_shapes_order_and_consistent_sky_symmetries():
     assert len(seen) >= 5
 
 
-def test_window_dataset_windows_are_slices_of_the_arrays(rng):
+def test_ppv_window_dataset_windows_are_slices_of_the_arrays(rng):
     ppv = rng.normal(size=(2, 12, 12, 6)).astype(np.float32)
     targets = rng.normal(size=(2, 12, 12, 9, 2)).astype(np.float32)
     starts = [(k, i, j) for k in range(2) for i in range(0, 8, 2) for j in range(0, 8, 2)]
-    columns = list(window_dataset(ppv, targets, 5, 7, stride=2, shuffle=False).unbatch())
-    windows = list(window_dataset(ppv, targets, 5, 7, stride=2, target="window",
+    columns = list(ppv_window_dataset(ppv, targets, 5, 7, stride=2, shuffle=False).unbatch())
+    windows = list(ppv_window_dataset(ppv, targets, 5, 7, stride=2, target="window",
                                   shuffle=False).unbatch())
     assert len(columns) == len(windows) == len(starts) == 32
     for (k, i, j), (x, column), (x2, window) in zip(starts, columns, windows):
@@ -308,7 +308,7 @@ def test_window_dataset_windows_are_slices_of_the_arrays(rng):
         np.testing.assert_array_equal(x2, x)
         np.testing.assert_array_equal(column, targets[k, i + 2, j + 2])
         np.testing.assert_array_equal(window, targets[k, i:i + 5, j:j + 5])
-    augmented = list(window_dataset(ppv, targets, 5, 7, stride=2, target="window",
+    augmented = list(ppv_window_dataset(ppv, targets, 5, 7, stride=2, target="window",
                                     shuffle=False, augment=True, seed=1).unbatch())
     seen = set()
     for (k, i, j), (x, window) in zip(starts, augmented):
@@ -316,11 +316,11 @@ def test_window_dataset_windows_are_slices_of_the_arrays(rng):
         assert _which_symmetry(targets[k, i:i + 5, j:j + 5], window.numpy()) == index
         seen.add(index)
     assert len(seen) >= 5
-    shuffled = window_dataset(ppv, targets, 5, 4, stride=2, seed=0, augment=True)
+    shuffled = ppv_window_dataset(ppv, targets, 5, 4, stride=2, seed=0, augment=True)
     x, y = next(iter(shuffled))
     assert x.shape == (4, 5, 5, 6, 1) and y.shape == (4, 9, 2)
     with pytest.raises(UserInputError, match="window=4.*odd window"):
-        window_dataset(ppv, targets, 4, 2)
+        ppv_window_dataset(ppv, targets, 4, 2)
 
 
 # --------------------------------------------------------------------------- command line

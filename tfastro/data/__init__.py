@@ -74,7 +74,7 @@ _LAZY = {
     **dict.fromkeys(["CoreParams", "CoreRanges", "CoreSet", "draw_core_params", "core_density",
                      "core_velocity", "line_profile", "observe_ppv", "make_core",
                      "synthetic_cores", "prestellar_targets", "write_prestellar",
-                     "read_prestellar", "cube_dataset", "window_dataset", "thermal_width"],
+                     "read_prestellar", "core_dataset", "ppv_window_dataset", "thermal_width"],
                     "tfastro.data.prestellar"),
 }
 

@@ -57,7 +57,7 @@ Files (:func:`write_prestellar`, :func:`read_prestellar`)
   'VRAD', CUNIT3 'km/s', CRVAL3 / CDELT3 / CRPIX3), with the core's parameters as header cards;
   extensions LOG_DENSITY and V_LOS (numpy (Nz, Ny, Nx), FITS axes x, y, z in pc).
 
-Datasets (:func:`cube_dataset`, :func:`window_dataset`)
+Datasets (:func:`core_dataset`, :func:`ppv_window_dataset`)
   Elements are (PPV, target) float32 pairs read core by core from the arrays (no copy of the
   whole set). Augmentation: one of the 8 symmetries of the square in the sky plane (rotations
   by 90 degrees, reflections) applied to x, y of both PPV and target; the line of sight is
@@ -81,7 +81,7 @@ __all__ = ["PROFILES", "V_RANGE", "PC_CM", "PARAM_FIELDS", "HDF5_NAME", "thermal
            "structure_field", "core_density", "core_velocity", "line_profile", "observe_ppv",
            "channel_velocities", "make_core", "CoreSet", "synthetic_cores",
            "prestellar_targets", "write_prestellar", "read_prestellar", "read_prestellar_fits",
-           "cube_dataset", "window_dataset"]
+           "core_dataset", "ppv_window_dataset"]
 
 #: Line shapes of the mock observation.
 PROFILES = ("gaussian", "lorentzian")
@@ -689,7 +689,7 @@ def _check_pairs(ppv, targets, batch_size):
                          "Nv[, 1]) and (cores, N, N, Nz, 2) with the same cores and N")
 
 
-def cube_dataset(ppv, targets, batch_size, shuffle=True, seed=None, augment=False,
+def core_dataset(ppv, targets, batch_size, shuffle=True, seed=None, augment=False,
                  repeat=False, drop_remainder=False):
     """Batches of whole cores: ``(ppv (B, N, N, Nv, 1), targets (B, N, N, Nz, 2))`` float32.
 
@@ -733,7 +733,7 @@ def _windows(ppv, target, window, stride, target_kind):
     return ppv_windows, tf.reshape(columns, (-1, n_z, 2))
 
 
-def window_dataset(ppv, targets, window, batch_size, stride=1, target="column", shuffle=True,
+def ppv_window_dataset(ppv, targets, window, batch_size, stride=1, target="column", shuffle=True,
                    seed=None, augment=False, shuffle_buffer=None, repeat=False,
                    drop_remainder=False):
     """Batches of sky windows of the cores (the windowed "scanner" training data).
@@ -742,7 +742,7 @@ def window_dataset(ppv, targets, window, batch_size, stride=1, target="column", 
     of ``stride`` with the window inside the map (no padding), core by core, row-major.
 
     Args:
-      ppv, targets: as in :func:`cube_dataset`.
+      ppv, targets: as in :func:`core_dataset`.
       target: "column": the target's central column at (i + window // 2, j + window // 2),
         ``(B, Nz, 2)`` (``window`` must then be odd); "window": the target's window
         ``(B, window, window, Nz, 2)``.

@@ -224,7 +224,7 @@ def train(cfg, log=print):
     """Train (resuming from save_dir) with early stopping, then evaluate the test cores."""
     import keras
 
-    from tfastro.data.prestellar import cube_dataset
+    from tfastro.data.prestellar import core_dataset
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
     cores, split = load_cores(cfg)
@@ -237,8 +237,8 @@ def train(cfg, log=print):
     log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
         f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
         f"{iteration(model)}")
-    train_epochs(model, cube_dataset(*data["train"], cfg.batch_size, seed=cfg.seed, augment=True),
-                 cube_dataset(*data["validation"], cfg.batch_size, shuffle=False), state, cfg,
+    train_epochs(model, core_dataset(*data["train"], cfg.batch_size, seed=cfg.seed, augment=True),
+                 core_dataset(*data["validation"], cfg.batch_size, shuffle=False), state, cfg,
                  log)
     return model, evaluate(cfg, model, cores, split, norm, log)
 
