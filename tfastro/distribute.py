@@ -1,19 +1,131 @@
-"""tf.distribute strategies by name (``--strategy``)."""
+"""Where and in what precision a task trains: ``--strategy``, ``--n_gpu``, ``--mixed_precision``.
+
+- :func:`get_strategy`: a tf.distribute strategy by name (``default``: one device;
+  ``mirrored``: the local GPUs; ``multi_worker_mirrored``: several processes or hosts, each
+  told the cluster and its own place in it by the ``TF_CONFIG`` environment variable).
+- ``--batch_size`` is the batch of one replica: a step consumes :func:`global_batch` samples
+  (per-replica batch x replicas), and :func:`shard_by_data` makes every worker read the same
+  stream and keep its share of each global batch.
+- :func:`precision_policy`: the Keras dtype policy of a run, set while its models are built
+  and restored afterwards.
+"""
+import contextlib
+import os
+
 import tensorflow as tf
 
+from tfastro.errors import UserInputError
+
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 
 
-def get_strategy(name="default"):
-    """``default`` (one device), ``mirrored`` (all local GPUs) or ``multi_worker_mirrored``
-    (several hosts, configured through the TF_CONFIG environment variable)."""
-    if name == "default":
-        return tf.distribute.get_strategy()
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """tf.distribute's MultiWorkerMirroredStrategy whose ``reduce`` takes what Keras 3's
+    ``fit`` hands it (keras-team/keras#20585): nested structures, as ``Strategy.reduce`` is
+    documented to accept, and scalars with ``axis=0`` (per-replica losses), reduced over the
+    replicas only."""
+
+    def reduce(self, reduce_op, value, axis):
+        def one(v):
+            local = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v
+            rank = tf.convert_to_tensor(local).shape.rank
+            return super(MultiWorkerMirroredStrategy, self).reduce(reduce_op, v,
+                                                                   axis if rank else None)
+        return tf.nest.map_structure(one, value)
+
+
+def use_gpus(n_gpu=0):
+    """Let TensorFlow use the first ``n_gpu`` GPUs only (0: all visible ones, the original's
+    meaning too: it counted CUDA_VISIBLE_DEVICES). 0 or 1 on a machine without GPUs runs on
+    the CPU. Must run before TensorFlow first touches a GPU (UserInputError otherwise)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if n_gpu < 0 or n_gpu > max(len(gpus), 1):
+        raise UserInputError(f"--n_gpu={n_gpu}: expected 0 (all) to {max(len(gpus), 1)}; "
+                             f"{len(gpus)} GPU(s) visible")
+    if 0 < n_gpu < len(gpus) and tf.config.get_visible_devices("GPU") != gpus[:n_gpu]:
+        try:
+            tf.config.set_visible_devices(gpus[:n_gpu], "GPU")
+        except RuntimeError:
+            raise UserInputError(f"--n_gpu={n_gpu}: TensorFlow already uses all {len(gpus)} "
+                                 "GPUs in this process; restart it (or set "
+                                 "CUDA_VISIBLE_DEVICES)") from None
+
+
+def get_strategy(name="default", n_gpu=0):
+    """The tf.distribute strategy ``name`` (one of STRATEGIES) on the first ``n_gpu`` GPUs."""
+    if name not in STRATEGIES:
+        raise UserInputError(f"--strategy={name!r}: expected one of {', '.join(STRATEGIES)}")
+    use_gpus(n_gpu)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+        if "TF_CONFIG" not in os.environ:
+            raise UserInputError("--strategy=multi_worker_mirrored: set TF_CONFIG (the cluster's "
+                                 "worker addresses and this worker's index) in every worker")
+        return MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def global_batch(batch_size, strategy):
+    """Samples a step consumes: ``batch_size`` per replica times the replicas in sync."""
+    return batch_size * strategy.num_replicas_in_sync
+
+
+def shard_by_data(dataset):
+    """``dataset`` with DATA auto-sharding: every worker runs the whole input pipeline (same
+    seed, same order) and keeps its own part of each global batch."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def worker_dir(path, strategy):
+    """Where this process writes ``path``'s files: ``path`` itself for the chief (or a single
+    process), ``path/<task type><index>`` for the other workers of a multi-worker run, so that
+    workers do not write over each other (each resumes from its own copy)."""
+    if strategy.extended.should_checkpoint:
+        return path
+    resolver = strategy.cluster_resolver
+    return os.path.join(path, f"{resolver.task_type}{resolver.task_id}")
+
+
+def policy_name(mixed_precision="none", precision="float32"):
+    """The Keras dtype policy of ``--mixed_precision`` (``--precision bfloat16``, the earlier
+    flag, is an alias of ``--mixed_precision mixed_bfloat16``)."""
+    if mixed_precision not in PRECISIONS:
+        raise UserInputError(f"--mixed_precision={mixed_precision!r}: expected one of "
+                             f"{', '.join(PRECISIONS)}")
+    if precision not in ("float32", "bfloat16"):
+        raise UserInputError(f"--precision={precision!r}: expected float32 or bfloat16")
+    if precision == "bfloat16":
+        if mixed_precision not in ("none", "mixed_bfloat16"):
+            raise UserInputError(f"--precision=bfloat16 (an alias of --mixed_precision="
+                                 f"mixed_bfloat16) contradicts --mixed_precision={mixed_precision}")
+        return "mixed_bfloat16"
+    return "float32" if mixed_precision == "none" else mixed_precision
+
+
+@contextlib.contextmanager
+def precision_policy(name):
+    """Within the block Keras' global dtype policy is ``name`` (float32, mixed_float16 or
+    mixed_bfloat16): layers built there compute in float16 / bfloat16 and keep float32
+    weights; models compiled under mixed_float16 get a LossScaleOptimizer. The previous
+    policy is restored on exit."""
+    import keras
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def base_optimizer(optimizer):
+    """``optimizer`` without its LossScaleOptimizer wrapper (mixed_float16), if it has one."""
+    import keras
+    return (optimizer.inner_optimizer
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer)
 
 
 def allow_gpu_memory_growth():

@@ -1,6 +1,6 @@
 """Command-line flags of run.py: every flag of the original 3D-MIM run.py with its default,
-plus tfastro's own (precision, remat, peephole, strategy, ...). Library code never reads
-FLAGS; ``tfastro.tasks.mim3d.MIM3DConfig.from_flags`` turns them into plain values."""
+plus tfastro's own (mixed_precision, jit_compile, strategy, remat, peephole, ...). Library
+code never reads FLAGS; run.py turns them into a task's config dataclass."""
 from absl import flags
 
 
@@ -47,25 +47,40 @@ def define_flags():
                       "--model_name: dm2gal 1e-5, turb_cnn 1e-3, turb_unet 1e-2, column 1e-3).")
     flags.DEFINE_boolean("reverse_input", True, "Also train on time-reversed clips.")
     flags.DEFINE_boolean("reverse_img", False, "Also train on clips flipped along z.")
-    flags.DEFINE_integer("batch_size", 8, "Clips per batch (the task's own default for other "
+    flags.DEFINE_integer("batch_size", 8, "Clips per batch and replica: a step takes batch_size "
+                         "x replicas of --strategy (the task's own default for other "
                          "--model_name: dm2gal 32, turb_cnn 64, turb_unet 32, column 8 cores).")
     flags.DEFINE_integer("max_iterations", 80000, "Train up to this iteration.")
     flags.DEFINE_integer("display_interval", 1, "Print the training loss every N iterations.")
     flags.DEFINE_integer("test_interval", 1000, "Forecast and score the validation data every N iterations.")
     flags.DEFINE_integer("snapshot_interval", 1000, "Write a checkpoint every N iterations.")
     flags.DEFINE_integer("num_save_samples", 10, "Clips whose forecasts are saved (npy, png, gif).")
-    flags.DEFINE_integer("n_gpu", 0, "Kept for compatibility; devices are chosen by --strategy.")
+    flags.DEFINE_integer("n_gpu", 0, "GPUs to use, the first n_gpu visible ones (0: all, as the "
+                         "original, which counted CUDA_VISIBLE_DEVICES); --strategy=mirrored "
+                         "trains on all of them, the others on the first. 0 or 1 without a GPU "
+                         "runs on the CPU.")
     flags.DEFINE_boolean("allow_gpu_growth", False, "Allocate GPU memory as needed.")
     # -- tfastro additions --
     flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
-                      "Compute precision; bfloat16 keeps float32 weights (mixed precision).")
+                      "Alias kept for 3D-MIM scripts: bfloat16 means "
+                      "--mixed_precision=mixed_bfloat16.")
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
+                      "Keras mixed precision, every --model_name: layers compute in float16 / "
+                      "bfloat16, weights, outputs and losses stay float32; mixed_float16 "
+                      "scales the loss (LossScaleOptimizer) against gradient underflow.")
+    flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA "
+                         "(bench/jit_compile.py measures what it does for each model).")
     flags.DEFINE_enum("remat", "auto", ["auto", "true", "false"],
                       "Recompute activations in the backward pass; auto: when they would "
                       "take more than a quarter of the memory.")
     flags.DEFINE_enum("peephole", "voxel", ["voxel", "channel"],
                       "Peephole weights per voxel (original) or per channel (any grid size).")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker_mirrored"],
-                      "tf.distribute strategy (multi-node via TF_CONFIG).")
+                      "tf.distribute strategy: default (one device), mirrored (the GPUs of "
+                      "--n_gpu on this host), multi_worker_mirrored (every worker process runs "
+                      "the same command, TF_CONFIG naming the cluster and its own index; "
+                      "workers other than the chief write under <save_dir>/worker<k>, "
+                      "<gen_frm_dir>/worker<k>).")
     flags.DEFINE_boolean("fresh_start", False,
                          "Delete the checkpoints in save_dir and train from scratch.")
     flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept in save_dir (the newest).")

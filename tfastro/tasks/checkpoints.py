@@ -4,6 +4,7 @@ Each file is a complete Keras archive: model weights, optimizer state (moments, 
 moving averages, its step count), the model's iteration counter and sampling eta, and the
 model configuration used to refuse a checkpoint of another configuration.
 """
+import dataclasses
 import json
 import os
 import re
@@ -83,6 +84,15 @@ def evaluation_checkpoint(save_dir, pretrained_model=""):
                              f"with checkpoints; {save_dir!r} does not exist")
     return resolve_checkpoint(pretrained_model or save_dir,
                               "--pretrained_model" if pretrained_model else "--save_dir")
+
+
+def for_this_worker(cfg, strategy):
+    """``cfg`` with the save_dir and gen_frm_dir this process writes to: the chief's own, or
+    ``<dir>/worker<k>`` for another worker of a multi-worker run (see
+    :func:`tfastro.distribute.worker_dir`)."""
+    from tfastro.distribute import worker_dir
+    return dataclasses.replace(cfg, save_dir=worker_dir(cfg.save_dir, strategy),
+                               gen_frm_dir=worker_dir(cfg.gen_frm_dir, strategy))
 
 
 def results_dir(gen_frm_dir, iteration):

@@ -62,11 +62,17 @@ class ColumnConfig:
     pretrained_model: str = ""
     fresh_start: bool = False
     keep_checkpoints: int = 5
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    strategy: str = "default"
+    n_gpu: int = 0
     seed: int = 0
 
 
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
+    from tfastro.distribute import policy_name
+
     def need(ok, message):
         if not ok:
             raise UserInputError(message)
@@ -82,6 +88,7 @@ def validate_config(cfg):
     need(cfg.scan_window >= 0, f"--scan_window={cfg.scan_window}: expected 0 (one pass) or a "
          "window side in pixels")
     need(cfg.lr > 0, f"--lr={cfg.lr}: must be positive")
+    policy_name(cfg.mixed_precision)
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -135,15 +142,18 @@ class Normalisation:
 # --- model -------------------------------------------------------------------------------------
 
 def build_model(cfg, cores):
-    """The compiled ColumnNet for the cubes of ``cores``."""
+    """The compiled ColumnNet for the cubes of ``cores`` (in the precision of
+    --mixed_precision; under mixed_float16 Keras wraps Adam in a LossScaleOptimizer)."""
     import keras
 
+    from tfastro.distribute import policy_name, precision_policy
     from tfastro.models.column import ColumnNet
     n = cores.log_density.shape[-1]
-    model = ColumnNet(n, cores.ppv.shape[-1], width=cfg.column_width, depth=cfg.column_depth,
-                      spectral_kernel=cfg.spectral_kernel, context=cfg.column_context,
-                      dropout=cfg.column_dropout, seed=cfg.seed)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
+    with precision_policy(policy_name(cfg.mixed_precision)):
+        model = ColumnNet(n, cores.ppv.shape[-1], width=cfg.column_width, depth=cfg.column_depth,
+                          spectral_kernel=cfg.spectral_kernel, context=cfg.column_context,
+                          dropout=cfg.column_dropout, seed=cfg.seed)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse", jit_compile=cfg.jit_compile)
     model.build((None,) + cores.ppv.shape[1:] + (1,))
     model.optimizer.build(model.trainable_variables)
     return model
@@ -225,21 +235,28 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.prestellar import core_dataset
+    from tfastro.distribute import get_strategy, global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import for_this_worker
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
+    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
+    cfg = for_this_worker(cfg, strategy)
     cores, split = load_cores(cfg)
     norm = Normalisation.of_training(cores, split["train"])
     keras.utils.set_random_seed(cfg.seed)
-    model, state = starting_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
-                                  signature=architecture)
+    with strategy.scope():
+        model, state = starting_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
+                                      signature=architecture)
     data = {s: (norm.inputs(cores.ppv[i]), norm.targets(cores.targets[i]))
             for s, i in split.items() if s != "test"}
     log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
         f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
-        f"{iteration(model)}")
-    train_epochs(model, core_dataset(*data["train"], cfg.batch_size, seed=cfg.seed, augment=True),
-                 core_dataset(*data["validation"], cfg.batch_size, shuffle=False), state, cfg,
-                 log)
+        f"{iteration(model)}; {strategy.num_replicas_in_sync} replica(s)")
+    batch = global_batch(cfg.batch_size, strategy)
+    train_epochs(model, shard_by_data(core_dataset(*data["train"], batch, seed=cfg.seed,
+                                                   augment=True)),
+                 shard_by_data(core_dataset(*data["validation"], batch, shuffle=False)), state,
+                 cfg, log)
     return model, evaluate(cfg, model, cores, split, norm, log)
 
 

@@ -78,6 +78,10 @@ class DM2GalConfig:
     pretrained_model: str = ""
     fresh_start: bool = False
     keep_checkpoints: int = 5
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    strategy: str = "default"
+    n_gpu: int = 0
     seed: int = 0
 
     def box(self, flag):
@@ -93,6 +97,8 @@ class DM2GalConfig:
 
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
+    from tfastro.distribute import policy_name
+
     def need(ok, message):
         if not ok:
             raise UserInputError(message)
@@ -115,6 +121,7 @@ def validate_config(cfg):
     for flag in ("test_region", "validation_region"):
         cfg.box(flag)
     bispectrum_k(cfg, 1.0)
+    policy_name(cfg.mixed_precision)
 
 
 def bispectrum_k(cfg, k_fundamental):
@@ -256,16 +263,20 @@ def sample_centres(cfg, fields):
 # --- model -------------------------------------------------------------------------------------
 
 def build_model(cfg):
+    """The compiled, built DM2Gal of ``cfg`` (in the precision of --mixed_precision; under
+    mixed_float16 Keras wraps Adam in a LossScaleOptimizer)."""
     import keras
 
+    from tfastro.distribute import policy_name, precision_policy
     from tfastro.models.dm2gal import DM2Gal
     try:
-        model = DM2Gal(cfg.dm2gal_ch, cfg.window, l2=cfg.weight_decay,
-                       batch_norm=cfg.dm2gal_batchnorm)
+        with precision_policy(policy_name(cfg.mixed_precision)):
+            model = DM2Gal(cfg.dm2gal_ch, cfg.window, l2=cfg.weight_decay,
+                           batch_norm=cfg.dm2gal_batchnorm)
     except ValueError as err:
         raise UserInputError(f"--window={cfg.window}: {err}") from None
     loss = keras.losses.Huber() if cfg.dm2gal_loss == "huber" else "mse"
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss, jit_compile=cfg.jit_compile)
     model.build((None,) + (cfg.window,) * 3 + (2,))
     model.optimizer.build(model.trainable_variables)
     return model
@@ -369,29 +380,36 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.dm2gal_samples import mass_bin_weights, window_dataset
-    from tfastro.tasks.checkpoints import results_dir, save_checkpoint, starting_checkpoint
+    from tfastro.distribute import get_strategy, global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import (for_this_worker, results_dir, save_checkpoint,
+                                           starting_checkpoint)
 
     validate_config(cfg)
+    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
+    cfg = for_this_worker(cfg, strategy)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)
     checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg)
+    with strategy.scope():
+        model = build_model(cfg)
     if checkpoint:
         restore(model, checkpoint, flag)
         log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
     start = int(model.optimizer.iterations.numpy())
     log(f"dm2gal: {len(centres['train'])} training, {len(centres['validation'])} validation, "
-        f"{len(centres['test'])} test centres; iteration {start}")
+        f"{len(centres['test'])} test centres; iteration {start}; "
+        f"{strategy.num_replicas_in_sync} replica(s)")
     if start < cfg.max_iterations:
         train_targets = np.asarray(fields["target"])[tuple(centres["train"].T)]
-        data = window_dataset(fields["inputs"], fields["target"], centres["train"], cfg.window,
-                              cfg.batch_size, seed=cfg.seed + start,
-                              weights=mass_bin_weights(train_targets) if cfg.weighted_sampling
-                              else None)
-        validation = window_dataset(fields["inputs"], fields["target"],
-                                    centres["validation"][:MAX_VALIDATION_SAMPLES], cfg.window,
-                                    cfg.batch_size, augment=False, shuffle=False, repeat=False)
+        batch = global_batch(cfg.batch_size, strategy)
+        data = shard_by_data(window_dataset(
+            fields["inputs"], fields["target"], centres["train"], cfg.window, batch,
+            seed=cfg.seed + start,
+            weights=mass_bin_weights(train_targets) if cfg.weighted_sampling else None))
+        validation = shard_by_data(window_dataset(
+            fields["inputs"], fields["target"], centres["validation"][:MAX_VALIDATION_SAMPLES],
+            cfg.window, batch, augment=False, shuffle=False, repeat=False))
 
         class Intervals(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):

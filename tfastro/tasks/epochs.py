@@ -37,6 +37,8 @@ def load_checkpoint(path, flag, expected, what, signature=shapes):
     decay become ``expected``'s.
     """
     import keras
+
+    from tfastro.distribute import base_optimizer
     try:
         model = keras.saving.load_model(path)
     except Exception as err:  # a damaged or foreign file: say which
@@ -47,7 +49,7 @@ def load_checkpoint(path, flag, expected, what, signature=shapes):
         raise UserInputError(f"{flag}: checkpoint {path!r} holds {found}; the flags ({what}) "
                              f"ask for {wanted}")
     model.optimizer.learning_rate.assign(float(expected.optimizer.learning_rate.numpy()))
-    model.optimizer.weight_decay = expected.optimizer.weight_decay
+    base_optimizer(model.optimizer).weight_decay = base_optimizer(expected.optimizer).weight_decay
     return model
 
 

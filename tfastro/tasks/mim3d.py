@@ -63,6 +63,8 @@ class MIM3DConfig:
     n_gpu: int = 0
     allow_gpu_growth: bool = False
     precision: str = "float32"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
     remat: str = "auto"
     peephole: str = "voxel"
     strategy: str = "default"
@@ -74,6 +76,12 @@ class MIM3DConfig:
     def grid(self):
         """(X, Y, Z) voxels; img_height 0 means img_width."""
         return (self.img_width, self.img_height or self.img_width, self.img_depth)
+
+    @property
+    def policy(self):
+        """Keras dtype policy of --mixed_precision (or its alias --precision bfloat16)."""
+        from tfastro.distribute import policy_name
+        return policy_name(self.mixed_precision, self.precision)
 
     @property
     def hidden(self):
@@ -95,7 +103,7 @@ def validate_config(cfg):
     need(cfg.dataset_name == "sn", f"--dataset_name={cfg.dataset_name!r}: tfastro's 3D-MIM "
          "reads 3D voxel clips, dataset 'sn' (.npz with clips, dims, input_raw_data)")
     need(cfg.model_name == "mim", f"--model_name={cfg.model_name!r}: only 'mim' is available")
-    cfg.hidden  # noqa: B018  (validates --num_hidden)
+    cfg.hidden, cfg.policy  # noqa: B018  (validate --num_hidden, --mixed_precision)
     need(cfg.input_length >= 1, f"--input_length={cfg.input_length}: must be at least 1")
     need(cfg.input_length < cfg.total_length, f"--input_length={cfg.input_length} must be "
          f"smaller than --total_length={cfg.total_length}")
@@ -137,7 +145,7 @@ def activation_bytes(cfg):
     calibrated on the original's 4.06 GB for run.sh's configuration at 16^3.
     """
     x, y, z = cfg.grid
-    bytes_per_value = 2 if cfg.precision == "bfloat16" else 4
+    bytes_per_value = 4 if cfg.policy == "float32" else 2
     return (100 * bytes_per_value * cfg.batch_size * x * y * z * cfg.hidden[0]
             * (cfg.total_length - 1) * len(cfg.hidden))
 
@@ -160,8 +168,9 @@ def build_model(cfg):
                   sampling_start_value=cfg.sampling_start_value,
                   sampling_changing_rate=cfg.sampling_changing_rate,
                   sampling_stop_iter=cfg.sampling_stop_iter, seed=cfg.seed,
-                  dtype="mixed_bfloat16" if cfg.precision == "bfloat16" else None)
-    model.compile(optimizer=MIMAdam(cfg.lr), jit_compile=False)
+                  dtype=None if cfg.policy == "float32" else cfg.policy)
+    # under mixed_float16 Keras wraps MIMAdam in a LossScaleOptimizer; train_step scales the loss
+    model.compile(optimizer=MIMAdam(cfg.lr), jit_compile=cfg.jit_compile)
     model.build((None, cfg.total_length) + cfg.grid + (cfg.img_channel,))
     model.optimizer.build(model.trainable_variables)
     return model
@@ -194,13 +203,14 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     """Forecast every validation clip from its context with the EMA weights; score and save."""
     from tfastro.analysis.forecast_metrics import ForecastScores
     from tfastro.data.pipeline import sn_dataset
+    from tfastro.distribute import base_optimizer
     from tfastro.viz.cubes import save_cross_sections, save_forecast_gif
 
     n_in, n_out = cfg.input_length, cfg.total_length - cfg.input_length
     scores = ForecastScores(n_out)
     saved = 0
     dataset = sn_dataset(data, cfg.total_length, cfg.batch_size, shuffle=False)
-    with model.optimizer.ema_weights(model.trainable_variables):
+    with base_optimizer(model.optimizer).ema_weights(model.trainable_variables):
         for batch in dataset:
             clips = batch.numpy()
             pred = np.asarray(model.predict_on_batch(clips[:, :n_in]), dtype=np.float32)[:, n_in - 1:]
@@ -245,19 +255,24 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.pipeline import sn_dataset
-    from tfastro.distribute import get_strategy
-    from tfastro.tasks.checkpoints import results_dir, save_checkpoint, starting_checkpoint
+    from tfastro.distribute import get_strategy, global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import (for_this_worker, results_dir, save_checkpoint,
+                                           starting_checkpoint)
 
     validate_config(cfg)
+    configure_tensorflow(cfg)
+    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
+    cfg = for_this_worker(cfg, strategy)
+    batch = global_batch(cfg.batch_size, strategy)
     train_data = load_clips(cfg, "train_data_paths")
     valid_data = load_clips(cfg, "valid_data_paths")
-    if train_data.num_clips < cfg.batch_size:
-        raise UserInputError(f"--batch_size={cfg.batch_size}: the training data "
-                             f"{cfg.train_data_paths!r} holds only {train_data.num_clips} clips")
+    if train_data.num_clips < batch:
+        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
+                             f"replica(s): the training data {cfg.train_data_paths!r} holds only "
+                             f"{train_data.num_clips} clips")
     checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
-    configure_tensorflow(cfg)
     keras.utils.set_random_seed(cfg.seed)
-    with get_strategy(cfg.strategy).scope():
+    with strategy.scope():
         model = build_model(cfg)
     frame_shape = cfg.grid + (cfg.img_channel,)
     if checkpoint:
@@ -265,7 +280,7 @@ def train(cfg, log=print):
         log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
     start = int(model.iteration.numpy())
     log(f"iteration {start}, sampling eta {float(model.sampling_eta.numpy()):.6f}, "
-        f"remat {model.remat}, precision {cfg.precision}")
+        f"remat {model.remat}, precision {cfg.policy}, {strategy.num_replicas_in_sync} replica(s)")
     if start >= cfg.max_iterations:
         log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: nothing to train")
         return model
@@ -281,8 +296,9 @@ def train(cfg, log=print):
             if itr % cfg.test_interval == 0:
                 forecast_and_score(model, valid_data, cfg, results_dir(cfg.gen_frm_dir, itr), log)
 
-    dataset = sn_dataset(train_data, cfg.total_length, cfg.batch_size, shuffle=True,
-                         seed=cfg.seed, repeat=True, drop_remainder=True, start_batch=start)
+    dataset = shard_by_data(sn_dataset(train_data, cfg.total_length, batch, shuffle=True,
+                                       seed=cfg.seed, repeat=True, drop_remainder=True,
+                                       start_batch=start))
     began = time.time()
     model.fit(dataset, epochs=1, steps_per_epoch=cfg.max_iterations - start, verbose=0, shuffle=False,
               callbacks=[Intervals()])

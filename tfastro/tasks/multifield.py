@@ -63,9 +63,18 @@ class MultifieldConfig:
     eval_maps: int = 150
     regressor_steps: int = 1000
     precision: str = "float32"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
     strategy: str = "default"
+    n_gpu: int = 0
     allow_gpu_growth: bool = False
     seed: int = 0
+
+    @property
+    def policy(self):
+        """Keras dtype policy of --mixed_precision (or its alias --precision bfloat16)."""
+        from tfastro.distribute import policy_name
+        return policy_name(self.mixed_precision, self.precision)
 
     @property
     def field_names(self):
@@ -114,7 +123,7 @@ def validate_config(cfg):
     need(cfg.dataset_name == "cmd", f"--dataset_name={cfg.dataset_name!r}: the multifield GAN "
          "reads CAMELS multifield maps, dataset 'cmd'")
     need(cfg.model_name == "multifield_gan", f"--model_name={cfg.model_name!r}: expected 'multifield_gan'")
-    cfg.field_names, cfg.param_names, cfg.generate_theta  # noqa: B018  (validate the flags)
+    cfg.field_names, cfg.param_names, cfg.generate_theta, cfg.policy  # noqa: B018  (validate)
     need(cfg.resolution in RESOLUTIONS, f"--resolution={cfg.resolution}: expected one of {RESOLUTIONS}")
     need(cfg.gan_loss in LOSSES, f"--gan_loss={cfg.gan_loss!r}: expected one of {LOSSES}")
     need(cfg.gan_width > 0, f"--gan_width={cfg.gan_width}: must be positive")
@@ -142,14 +151,14 @@ def open_maps(cfg):
 def build_gan(cfg, channels):
     """A compiled, built MultifieldGAN (both optimizers built) for ``cfg``."""
     from tfastro.models.multifield_gan import Discriminator, Generator, MultifieldGAN
-    dtype = "mixed_bfloat16" if cfg.precision == "bfloat16" else None
+    dtype = None if cfg.policy == "float32" else cfg.policy
     n_params = len(cfg.param_names)
     generator = Generator(cfg.resolution, channels, cfg.latent_dim, n_params, cfg.gan_width,
                           dtype=dtype)
     discriminator = Discriminator(cfg.resolution, channels, n_params, cfg.gan_width, dtype=dtype)
     gan = MultifieldGAN(generator, discriminator, loss=cfg.gan_loss, n_critic=cfg.n_critic,
                         seed=cfg.seed)
-    gan.compile()
+    gan.compile(jit_compile=cfg.jit_compile)  # mixed_float16: both optimizers scale the loss
     return gan
 
 
@@ -294,17 +303,19 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.cmd import cmd_dataset, map_indices
-    from tfastro.distribute import get_strategy
-    from tfastro.tasks.checkpoints import results_dir, save_checkpoint, starting_checkpoint
+    from tfastro.distribute import get_strategy, global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import (for_this_worker, results_dir, save_checkpoint,
+                                           starting_checkpoint)
 
     validate_config(cfg)
+    configure_tensorflow(cfg)
+    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
+    cfg = for_this_worker(cfg, strategy)
     cmd, split = open_maps(cfg)
     train_indices = map_indices(split["train"], num_maps=cmd.num_maps)
     test_indices = evaluation_indices(cmd, split["test"], cfg.eval_maps)
     checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
-    configure_tensorflow(cfg)
     keras.utils.set_random_seed(cfg.seed)
-    strategy = get_strategy(cfg.strategy)
     with strategy.scope():
         gan = build_gan(cfg, len(cmd.fields))
     if checkpoint:
@@ -313,13 +324,12 @@ def train(cfg, log=print):
     start = int(gan.iteration.numpy())
     log(f"multifield GAN: {len(train_indices)} training maps of {cmd.resolution}^2 "
         f"({', '.join(cmd.fields)}), conditioned on {', '.join(cfg.param_names) or 'nothing'}; "
-        f"iteration {start}")
+        f"iteration {start}; precision {cfg.policy}, {strategy.num_replicas_in_sync} replica(s)")
     if start >= cfg.max_iterations:
         log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: nothing to train")
         return gan
-    global_batch = cfg.batch_size * strategy.num_replicas_in_sync
-    dataset = cmd_dataset(cmd, train_indices, global_batch, cfg.param_names, seed=cfg.seed,
-                          start_batch=start)
+    dataset = shard_by_data(cmd_dataset(cmd, train_indices, global_batch(cfg.batch_size, strategy),
+                                        cfg.param_names, seed=cfg.seed, start_batch=start))
 
     class Intervals(keras.callbacks.Callback):
         previous = ({}, 0)

@@ -70,6 +70,10 @@ class TurbulenceConfig:
     pretrained_model: str = ""
     fresh_start: bool = False
     keep_checkpoints: int = 5
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    strategy: str = "default"
+    n_gpu: int = 0
     seed: int = 0
 
     def setting(self, name):
@@ -95,6 +99,8 @@ class TurbulenceConfig:
 
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
+    from tfastro.distribute import policy_name
+
     def need(ok, message):
         if not ok:
             raise UserInputError(message)
@@ -116,6 +122,7 @@ def validate_config(cfg):
          "lr > 0, weight_decay >= 0, batch_size >= 1")
     need(cfg.ssim_alpha >= 0, f"--ssim_alpha={cfg.ssim_alpha}: must be >= 0")
     cfg.sigmas
+    policy_name(cfg.mixed_precision)
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -152,13 +159,18 @@ def split_images(cfg, files, split):
 # --- model -------------------------------------------------------------------------------------
 
 def build_model(cfg):
-    """The compiled classifier or U-net of ``cfg``."""
+    """The compiled classifier or U-net of ``cfg`` (in the precision of --mixed_precision;
+    under mixed_float16 Keras wraps AdamW in a LossScaleOptimizer)."""
+    from tfastro.distribute import policy_name, precision_policy
     from tfastro.models import turbulence as models
     lr, decay = cfg.setting("lr"), cfg.setting("weight_decay")
-    if cfg.model_name == "turb_cnn":
-        return models.compile_classifier(models.turbulence_classifier(cfg.tile_size,
-                                                                      len(cfg.classes)), lr, decay)
-    return models.compile_unet(models.turbulence_unet(cfg.tile_size), lr, decay, cfg.ssim_alpha)
+    with precision_policy(policy_name(cfg.mixed_precision)):
+        if cfg.model_name == "turb_cnn":
+            return models.compile_classifier(
+                models.turbulence_classifier(cfg.tile_size, len(cfg.classes)), lr, decay,
+                jit_compile=cfg.jit_compile)
+        return models.compile_unet(models.turbulence_unet(cfg.tile_size), lr, decay,
+                                   cfg.ssim_alpha, jit_compile=cfg.jit_compile)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -257,18 +269,24 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.turbulence import turbulence_dataset
+    from tfastro.distribute import get_strategy, global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import for_this_worker
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
+    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
+    cfg = for_this_worker(cfg, strategy)
     files = snapshot_files(cfg)
     keras.utils.set_random_seed(cfg.seed)
-    model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
+    with strategy.scope():
+        model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
-    batch = cfg.setting("batch_size")
+    batch = global_batch(cfg.setting("batch_size"), strategy)
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
-        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}")
-    train_epochs(model, turbulence_dataset(x, y, batch, seed=cfg.seed),
-                 turbulence_dataset(*validation, batch, shuffle=False, flips=False), state,
-                 cfg, log)
+        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}; "
+        f"{strategy.num_replicas_in_sync} replica(s)")
+    train_epochs(model, shard_by_data(turbulence_dataset(x, y, batch, seed=cfg.seed)),
+                 shard_by_data(turbulence_dataset(*validation, batch, shuffle=False, flips=False)),
+                 state, cfg, log)
     return model, evaluate(cfg, model, files, float(np.mean(y)), log)
 
 
