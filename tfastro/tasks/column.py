@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 from tfastro.errors import UserInputError
+from tfastro.tasks.checkpoints import RunOptions
 from tfastro.tasks.epochs import iteration, write_json
 
 SPLIT_FRACTIONS = (0.8, 0.1)  # training, validation; the rest is the test set
@@ -40,7 +41,7 @@ _ARCHITECTURE = ("n_depth", "n_channels", "width", "depth", "spatial_kernel", "s
 
 
 @dataclasses.dataclass
-class ColumnConfig:
+class ColumnConfig(RunOptions):
     """Settings of a column run; field names and meanings are run.py's flags."""
     is_training: bool = True
     dataset_name: str = "prestellar"
@@ -59,14 +60,6 @@ class ColumnConfig:
     patience: int = 5
     save_dir: str = "checkpoints/column"
     gen_frm_dir: str = "results/column"
-    pretrained_model: str = ""
-    fresh_start: bool = False
-    keep_checkpoints: int = 5
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    strategy: str = "default"
-    n_gpu: int = 0
-    seed: int = 0
 
 
 def validate_config(cfg):
@@ -235,12 +228,11 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.prestellar import core_dataset
-    from tfastro.distribute import get_strategy, global_batch, shard_by_data
-    from tfastro.tasks.checkpoints import for_this_worker
+    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import worker_strategy
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
-    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
-    cfg = for_this_worker(cfg, strategy)
+    strategy, cfg = worker_strategy(cfg)
     cores, split = load_cores(cfg)
     norm = Normalisation.of_training(cores, split["train"])
     keras.utils.set_random_seed(cfg.seed)

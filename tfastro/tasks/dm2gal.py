@@ -39,13 +39,14 @@ from datetime import datetime
 import numpy as np
 
 from tfastro.errors import UserInputError
+from tfastro.tasks.checkpoints import RunOptions
 
 FIELDS = ("dark_matter", "subhalo", "stellar")
 MAX_VALIDATION_SAMPLES = 4096  # validation windows scored every test_interval
 
 
 @dataclasses.dataclass
-class DM2GalConfig:
+class DM2GalConfig(RunOptions):
     """Settings of a dm2gal run; field names and meanings are run.py's flags."""
     is_training: bool = True
     dataset_name: str = "tng"
@@ -75,14 +76,6 @@ class DM2GalConfig:
     snapshot_interval: int = 1000
     save_dir: str = "checkpoints/dm2gal"
     gen_frm_dir: str = "results/dm2gal"
-    pretrained_model: str = ""
-    fresh_start: bool = False
-    keep_checkpoints: int = 5
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    strategy: str = "default"
-    n_gpu: int = 0
-    seed: int = 0
 
     def box(self, flag):
         """--test_region / --validation_region as a half-open (lo, hi) voxel range."""
@@ -380,13 +373,12 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.dm2gal_samples import mass_bin_weights, window_dataset
-    from tfastro.distribute import get_strategy, global_batch, shard_by_data
-    from tfastro.tasks.checkpoints import (for_this_worker, results_dir, save_checkpoint,
-                                           starting_checkpoint)
+    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import (results_dir, save_checkpoint, starting_checkpoint,
+                                           worker_strategy)
 
     validate_config(cfg)
-    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
-    cfg = for_this_worker(cfg, strategy)
+    strategy, cfg = worker_strategy(cfg)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)
     checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)

@@ -255,14 +255,13 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.pipeline import sn_dataset
-    from tfastro.distribute import get_strategy, global_batch, shard_by_data
-    from tfastro.tasks.checkpoints import (for_this_worker, results_dir, save_checkpoint,
-                                           starting_checkpoint)
+    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import (results_dir, save_checkpoint, starting_checkpoint,
+                                           worker_strategy)
 
     validate_config(cfg)
     configure_tensorflow(cfg)
-    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
-    cfg = for_this_worker(cfg, strategy)
+    strategy, cfg = worker_strategy(cfg)
     batch = global_batch(cfg.batch_size, strategy)
     train_data = load_clips(cfg, "train_data_paths")
     valid_data = load_clips(cfg, "valid_data_paths")

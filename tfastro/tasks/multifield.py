@@ -303,14 +303,13 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.cmd import cmd_dataset, map_indices
-    from tfastro.distribute import get_strategy, global_batch, shard_by_data
-    from tfastro.tasks.checkpoints import (for_this_worker, results_dir, save_checkpoint,
-                                           starting_checkpoint)
+    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import (results_dir, save_checkpoint, starting_checkpoint,
+                                           worker_strategy)
 
     validate_config(cfg)
     configure_tensorflow(cfg)
-    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
-    cfg = for_this_worker(cfg, strategy)
+    strategy, cfg = worker_strategy(cfg)
     cmd, split = open_maps(cfg)
     train_indices = map_indices(split["train"], num_maps=cmd.num_maps)
     test_indices = evaluation_indices(cmd, split["test"], cfg.eval_maps)

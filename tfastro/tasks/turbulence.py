@@ -34,6 +34,7 @@ import os
 import numpy as np
 
 from tfastro.errors import UserInputError
+from tfastro.tasks.checkpoints import RunOptions
 from tfastro.tasks.epochs import iteration, write_json
 
 MODELS = ("turb_cnn", "turb_unet")
@@ -43,7 +44,7 @@ DEFAULTS = {"turb_cnn": {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64},
 
 
 @dataclasses.dataclass
-class TurbulenceConfig:
+class TurbulenceConfig(RunOptions):
     """Settings of a turb_cnn / turb_unet run; field names and meanings are run.py's flags.
     ``lr``, ``weight_decay`` and ``batch_size`` left at None take the model's defaults."""
     is_training: bool = True
@@ -67,14 +68,6 @@ class TurbulenceConfig:
     saliency_images: int = 8
     save_dir: str = "checkpoints/turbulence"
     gen_frm_dir: str = "results/turbulence"
-    pretrained_model: str = ""
-    fresh_start: bool = False
-    keep_checkpoints: int = 5
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    strategy: str = "default"
-    n_gpu: int = 0
-    seed: int = 0
 
     def setting(self, name):
         """lr / weight_decay / batch_size: the flag, or the model's default."""
@@ -269,12 +262,11 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.turbulence import turbulence_dataset
-    from tfastro.distribute import get_strategy, global_batch, shard_by_data
-    from tfastro.tasks.checkpoints import for_this_worker
+    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.tasks.checkpoints import worker_strategy
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
-    strategy = get_strategy(cfg.strategy, cfg.n_gpu)
-    cfg = for_this_worker(cfg, strategy)
+    strategy, cfg = worker_strategy(cfg)
     files = snapshot_files(cfg)
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
