@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfastro.distribute import (base_optimizer, get_strategy, global_batch, policy_name,
-                                precision_policy)
+from tfastro.distribute import (base_optimizer, even_batch, get_strategy, global_batch,
+                                policy_name, precision_policy)
 from tfastro.errors import UserInputError
 from tfastro.tasks import column, dm2gal, mim3d, multifield, turbulence
 
@@ -117,6 +117,31 @@ def test_strategy_flags_are_checked(monkeypatch):
     assert global_batch(8, strategy) == 8 * strategy.num_replicas_in_sync
 
 
+@pytest.mark.parametrize("task, config", [
+    (mim3d, mim3d.MIM3DConfig), (multifield, multifield.MultifieldConfig),
+    (dm2gal, dm2gal.DM2GalConfig), (turbulence, turbulence.TurbulenceConfig),
+    (column, column.ColumnConfig)])
+def test_evaluation_runs_apply_n_gpu(task, config):
+    """--is_training=False runs use the first --n_gpu GPUs too: an impossible count is named
+    before any data or checkpoint is read."""
+    with pytest.raises(UserInputError, match="--n_gpu=9"):
+        task.test(config(n_gpu=9))
+
+
+def test_even_batch_leaves_no_replica_without_samples():
+    """The last, partial global batch is split across the replicas; none may be left empty."""
+    assert even_batch(16, 4, 1, "cores") == even_batch(17, 4, 1, "cores") == 4
+    assert even_batch(16, 8, 2, "cores") == 8  # whole global batches of 16
+    assert even_batch(3, 4, 2, "cores") == 4  # one batch of 3: replicas get 2 and 1
+    assert even_batch(17, 8, 2, "cores") == 7  # 16 + 1 would starve a replica: 14 + 3
+    assert even_batch(7, 1, 4, "cores") == 2  # batch 1: 4 + 3; batch 2 per replica: one of 7
+    for n, b, r in ((17, 8, 2), (7, 1, 4), (9, 3, 3), (101, 16, 4)):
+        last = n % (r * even_batch(n, b, r, "cores"))
+        assert last == 0 or last >= r
+    with pytest.raises(UserInputError, match="validation tiles: 1 sample"):
+        even_batch(1, 8, 2, "validation tiles")
+
+
 def test_column_run_resumes_in_mixed_float16_under_mirrored(tmp_path):
     """A whole run (mirrored strategy, mixed_float16) writes a checkpoint whose loss-scaled
     optimizer, step count and float16 layers come back when the run resumes."""
@@ -157,20 +182,24 @@ def train(strategy, per_replica_batch):
     targets = rng.normal(size=(16, 1)).astype("float32")
     batch = global_batch(per_replica_batch, strategy)
     data = shard_by_data(tf.data.Dataset.from_tensor_slices((windows, targets)).batch(batch))
+    # 3 validation samples: one partial batch, split 2 + 1 between two workers
+    validation = shard_by_data(tf.data.Dataset.from_tensor_slices(
+        (windows[:3] + 1, targets[:3])).batch(batch))
     with strategy.scope():
         keras.utils.set_random_seed(1)
         model = DM2Gal(ch=2, window=15, hidden=8, batch_norm=False, l2=1e-2)
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
         model.build(windows.shape)
     initial = model.get_weights()
-    history = model.fit(data, epochs=2, verbose=0).history
-    return initial, model.get_weights(), history["loss"]
+    history = model.fit(data, epochs=2, verbose=0, validation_data=validation).history
+    return initial, model.get_weights(), history["loss"], history["val_loss"]
 
 if __name__ == "__main__":
     strategy = get_strategy("multi_worker_mirrored")
-    _, weights, losses = train(strategy, 4)
+    _, weights, losses, validation_losses = train(strategy, 4)
     np.savez(sys.argv[1], *weights)
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": losses,
+                      "validation_losses": validation_losses,
                       "dir": worker_dir("out", strategy)}))
 """
 
@@ -189,7 +218,9 @@ def test_two_workers_end_equal_to_one_process_with_the_same_global_batch(tmp_pat
     """Two worker processes (MultiWorkerMirroredStrategy, TF_CONFIG on 127.0.0.1) train
     DM2Gal for 4 SGD steps with per-replica batch 4 on a fixed data set, each keeping its share
     of every global batch of 8 (DATA sharding); both end with the weights of one process
-    stepping through the same global batches of 8, up to float reduction order."""
+    stepping through the same global batches of 8, up to float reduction order. A validation
+    set of 3 samples (one partial batch, 2 + 1 samples on the two workers) gives the
+    validation loss of one process."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
@@ -209,8 +240,10 @@ def test_two_workers_end_equal_to_one_process_with_the_same_global_batch(tmp_pat
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert [r["replicas"] for r in results] == [2, 2]
     assert [r["dir"] for r in results] == ["out", os.path.join("out", "worker1")]
-    initial, final, losses = single
-    np.testing.assert_allclose(results[0]["losses"], losses, rtol=1e-5)
+    initial, final, losses, validation_losses = single
+    for result in results:
+        np.testing.assert_allclose(result["losses"], losses, rtol=1e-5)
+        np.testing.assert_allclose(result["validation_losses"], validation_losses, rtol=1e-5)
     w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
     assert len(w0.files) == len(final) == 22  # 9 convolutions, 2 dense layers: kernel, bias
     for i, reference in enumerate(final):

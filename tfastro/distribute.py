@@ -24,12 +24,16 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """tf.distribute's MultiWorkerMirroredStrategy whose ``reduce`` takes what Keras 3's
     ``fit`` hands it (keras-team/keras#20585): nested structures, as ``Strategy.reduce`` is
     documented to accept, and scalars with ``axis=0`` (per-replica losses), reduced over the
-    replicas only."""
+    replicas only. A tensor with ``axis=None`` is the sample data batch Keras builds its
+    metrics from before evaluating: this worker's own is returned, as the workers' batches
+    differ in size when the data end in a partial batch."""
 
     def reduce(self, reduce_op, value, axis):
         def one(v):
             local = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v
             rank = tf.convert_to_tensor(local).shape.rank
+            if rank and axis is None:
+                return local  # a sample data batch (see the class docstring)
             return super(MultiWorkerMirroredStrategy, self).reduce(reduce_op, v,
                                                                    axis if rank else None)
         return tf.nest.map_structure(one, value)
@@ -70,6 +74,21 @@ def get_strategy(name="default", n_gpu=0):
 def global_batch(batch_size, strategy):
     """Samples a step consumes: ``batch_size`` per replica times the replicas in sync."""
     return batch_size * strategy.num_replicas_in_sync
+
+
+def even_batch(num_samples, batch_size, replicas, what):
+    """Per-replica batch for reading ``num_samples`` samples once, in order, on ``replicas``
+    replicas: ``batch_size``, or the largest smaller one whose last (partial) global batch
+    still gives every replica a sample. tf.distribute splits a partial batch across the
+    replicas as evenly as it can, and a replica left with none fails; with one replica
+    nothing changes. UserInputError naming ``what`` with fewer samples than replicas."""
+    if num_samples < replicas:
+        raise UserInputError(f"{what}: {num_samples} sample(s) for {replicas} replicas; every "
+                             "replica needs at least one")
+    for batch in range(batch_size, 0, -1):
+        if not 0 < num_samples % (batch * replicas) < replicas:
+            return batch
+    return -(-num_samples // replicas)  # one global batch holding every sample
 
 
 def shard_by_data(dataset):

@@ -228,7 +228,7 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.prestellar import core_dataset
-    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.distribute import even_batch, shard_by_data
     from tfastro.tasks.checkpoints import worker_strategy
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
@@ -244,18 +244,22 @@ def train(cfg, log=print):
     log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
         f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
         f"{iteration(model)}; {strategy.num_replicas_in_sync} replica(s)")
-    batch = global_batch(cfg.batch_size, strategy)
-    train_epochs(model, shard_by_data(core_dataset(*data["train"], batch, seed=cfg.seed,
-                                                   augment=True)),
-                 shard_by_data(core_dataset(*data["validation"], batch, shuffle=False)), state,
-                 cfg, log)
+    replicas = strategy.num_replicas_in_sync
+    batch = {s: replicas * even_batch(len(split[s]), cfg.batch_size, replicas, f"{s} cores")
+             for s in ("train", "validation")}
+    train_epochs(model, shard_by_data(core_dataset(*data["train"], batch["train"],
+                                                   seed=cfg.seed, augment=True)),
+                 shard_by_data(core_dataset(*data["validation"], batch["validation"],
+                                            shuffle=False)), state, cfg, log)
     return model, evaluate(cfg, model, cores, split, norm, log)
 
 
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test cores."""
+    from tfastro.distribute import use_gpus
     from tfastro.tasks.epochs import evaluation_model
     validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     cores, split = load_cores(cfg)
     model = evaluation_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
                              signature=architecture)

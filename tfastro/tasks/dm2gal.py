@@ -373,7 +373,7 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.dm2gal_samples import mass_bin_weights, window_dataset
-    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.distribute import even_batch, global_batch, shard_by_data
     from tfastro.tasks.checkpoints import (results_dir, save_checkpoint, starting_checkpoint,
                                            worker_strategy)
 
@@ -399,9 +399,13 @@ def train(cfg, log=print):
             fields["inputs"], fields["target"], centres["train"], cfg.window, batch,
             seed=cfg.seed + start,
             weights=mass_bin_weights(train_targets) if cfg.weighted_sampling else None))
+        validation_centres = centres["validation"][:MAX_VALIDATION_SAMPLES]
+        replicas = strategy.num_replicas_in_sync
         validation = shard_by_data(window_dataset(
-            fields["inputs"], fields["target"], centres["validation"][:MAX_VALIDATION_SAMPLES],
-            cfg.window, batch, augment=False, shuffle=False, repeat=False))
+            fields["inputs"], fields["target"], validation_centres, cfg.window,
+            replicas * even_batch(len(validation_centres), cfg.batch_size, replicas,
+                                  "validation centres"),
+            augment=False, shuffle=False, repeat=False))
 
         class Intervals(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
@@ -429,8 +433,10 @@ def train(cfg, log=print):
 
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test region."""
+    from tfastro.distribute import use_gpus
     from tfastro.tasks.checkpoints import evaluation_checkpoint, results_dir
     validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)

@@ -308,9 +308,11 @@ def train(cfg, log=print):
 def test(cfg, log=print):
     """Forecast and score the validation data with a checkpoint (--pretrained_model or the
     newest in save_dir); returns the scores."""
+    from tfastro.distribute import use_gpus
     from tfastro.tasks.checkpoints import evaluation_checkpoint, results_dir
 
     validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
     configure_tensorflow(cfg)

@@ -373,9 +373,11 @@ def test(cfg, log=print):
     """Generate and evaluate with a checkpoint (--pretrained_model or the newest in save_dir),
     including the conditioning check; returns the evaluation dict."""
     from tfastro.data.cmd import map_indices
+    from tfastro.distribute import use_gpus
     from tfastro.tasks.checkpoints import evaluation_checkpoint, results_dir
 
     validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     cmd, split = open_maps(cfg)
     configure_tensorflow(cfg)

@@ -262,7 +262,7 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.turbulence import turbulence_dataset
-    from tfastro.distribute import global_batch, shard_by_data
+    from tfastro.distribute import even_batch, shard_by_data
     from tfastro.tasks.checkpoints import worker_strategy
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
@@ -272,20 +272,26 @@ def train(cfg, log=print):
     with strategy.scope():
         model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
-    batch = global_batch(cfg.setting("batch_size"), strategy)
+    replicas = strategy.num_replicas_in_sync
+    batch = {name: replicas * even_batch(len(images), cfg.setting("batch_size"), replicas,
+                                         f"{name} tiles")
+             for name, images in (("training", x), ("validation", validation[0]))}
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
         f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}; "
         f"{strategy.num_replicas_in_sync} replica(s)")
-    train_epochs(model, shard_by_data(turbulence_dataset(x, y, batch, seed=cfg.seed)),
-                 shard_by_data(turbulence_dataset(*validation, batch, shuffle=False, flips=False)),
+    train_epochs(model, shard_by_data(turbulence_dataset(x, y, batch["training"], seed=cfg.seed)),
+                 shard_by_data(turbulence_dataset(*validation, batch["validation"],
+                                                  shuffle=False, flips=False)),
                  state, cfg, log)
     return model, evaluate(cfg, model, files, float(np.mean(y)), log)
 
 
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test split."""
+    from tfastro.distribute import use_gpus
     from tfastro.tasks.epochs import evaluation_model
     validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     files = snapshot_files(cfg)
     model = evaluation_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
