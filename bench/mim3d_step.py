@@ -18,12 +18,13 @@ import subprocess
 import sys
 import time
 
+from memory import peak_rss_gb
+
 
 def one_case(grid, precision, remat, steps, reverse_input):
     began = time.time()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
-    import resource
 
     from tfastro.tasks.mim3d import MIM3DConfig, build_model, configure_tensorflow, use_remat
     cfg = MIM3DConfig(img_width=grid, img_depth=grid, input_length=1, total_length=20,
@@ -40,7 +41,7 @@ def one_case(grid, precision, remat, steps, reverse_input):
         t0 = time.time()
         loss = model.train_on_batch(clip)
         times.append(time.time() - t0)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB -> GB
+    peak_gb = peak_rss_gb()
     return {"grid": grid, "precision": precision, "remat": use_remat(cfg),
             "step_s": float(np.median(times)), "steps": steps, "startup_s": startup,
             "peak_rss_gb": peak_gb, "loss": float(np.asarray(loss).ravel()[0])}

@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 
+from memory import peak_rss_gb
+
 
 def train_case(resolution, batch, steps, loss, precision):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import resource
 
     import numpy as np
 
@@ -41,7 +42,7 @@ def train_case(resolution, batch, steps, loss, precision):
     return {"resolution": resolution, "batch": batch, "loss": loss, "precision": precision,
             "step_s": step, "images_per_s": batch / step, "startup_s": startup,
             "parameters": int(gan.generator.count_params() + gan.discriminator.count_params()),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+            "peak_rss_gb": peak_rss_gb()}
 
 
 def evaluation_case(n_maps, resolution):

@@ -18,7 +18,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# benchmark -> (quick arguments, full arguments); mim3d_gpu_jax runs only with --gpu.
+# benchmark -> (quick arguments, full arguments); the *_gpu_jax ones run only with --gpu.
 BENCHMARKS = {
     "field_statistics": (["--cases", "pk3d,bispectrum", "--repeats", "1"], []),
     "mim3d_step": (["--grids", "16", "--steps", "1"], []),
@@ -30,8 +30,9 @@ BENCHMARKS = {
                     "--speed-tile", "64", "--steps", "3"], []),
     "jit_compile": ([], []),
     "mim3d_gpu_jax": (["--grids", "16", "--steps", "2"], []),
+    "models_gpu_jax": (["--steps", "5"], []),
 }
-GPU_ONLY = {"mim3d_gpu_jax"}
+GPU_ONLY = {"mim3d_gpu_jax", "models_gpu_jax"}
 
 
 def _machine():

@@ -12,9 +12,10 @@
 """
 import argparse
 import os
-import resource
 import tempfile
 import time
+
+from memory import peak_rss_gb
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -81,7 +82,7 @@ def main():
         x = rng.random((batch, t, t, 1), dtype=np.float32)
         step = _step_time(model, x, y, args.steps)
         print(f"{name:10s} {t}^2 batch {batch}: {step:.3f} s/step, {batch / step:.0f} tiles/s")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    peak = peak_rss_gb()
     print(f"peak resident memory {peak:.2f} GB")
 
 

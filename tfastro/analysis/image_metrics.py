@@ -39,7 +39,6 @@ above (~1e-6 on textured maps, up to ~1e-4 where a map is locally flat).
 """
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 __all__ = ["ssim2d", "ssim2d_tensor", "ssim3d", "psnr", "mae"]
@@ -47,6 +46,7 @@ __all__ = ["ssim2d", "ssim2d_tensor", "ssim3d", "psnr", "mae"]
 
 def _float64_pair(pred, true):
     """Both inputs as float64 tensors of the same shape (B, ...)."""
+    import tensorflow as tf  # the float64 metrics; training losses need keras.ops only
     pred = tf.cast(tf.convert_to_tensor(pred), tf.float64)
     true = tf.cast(tf.convert_to_tensor(true), tf.float64)
     if pred.shape != true.shape:
@@ -102,6 +102,7 @@ def _ssim_from_moments(mean_p, mean_t, mean_pt, mean_sq, data_range, k1, k2):
 
 def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2):
     """Per-sample SSIM of (B, *spatial, C) batches with ``spatial_dims`` spatial axes; (B,)."""
+    import tensorflow as tf
     pred, true = _float64_pair(pred, true)
     _check_ssim_arguments(f"ssim{spatial_dims}d", pred.shape, spatial_dims, data_range,
                           window_size, sigma)
@@ -190,6 +191,7 @@ def psnr(pred, true, data_range=1.0):
     Returns:
       numpy (B,); ``+inf`` where the two samples are identical (no warning).
     """
+    import tensorflow as tf
     pred, true = _float64_pair(pred, true)
     _check_data_range(data_range)
     mse = tf.reduce_mean(tf.square(pred - true), axis=list(range(1, pred.shape.rank)))
@@ -199,5 +201,6 @@ def psnr(pred, true, data_range=1.0):
 
 def mae(pred, true):
     """Per-sample mean absolute error over all axes but the batch axis; numpy (B,)."""
+    import tensorflow as tf
     pred, true = _float64_pair(pred, true)
     return tf.reduce_mean(tf.abs(pred - true), axis=list(range(1, pred.shape.rank))).numpy()

@@ -159,7 +159,7 @@ class MIM3D(keras.Model):
         """The recurrence over time steps; see the class docstring for shapes.
 
         Steps 0 and 1 (where states are still zeros and convolutions of them are skipped) run
-        as Python code; the remaining steps are one symbolic loop (``keras.ops.while_loop``),
+        as Python code; the remaining steps are one symbolic loop (a while loop; on JAX a scan),
         so the traced program holds one step, not ``total_length - 1`` copies of it. In the
         backward pass the loop keeps what each step's gradient needs (with ``remat``: the
         cells' inputs only) and sums the weight gradients step by step.
@@ -192,11 +192,16 @@ class MIM3D(keras.Model):
 
                 later = ops.zeros(ops.shape(predictions)[:1] + (steps - 2,)
                                   + tuple(ops.shape(predictions)[2:]), self.compute_dtype)
-                # a bounded while loop (not fori_loop): XLA (--jit_compile) needs the trip count
-                _, carry = ops.while_loop(
-                    lambda t, carry: t < steps, lambda t, carry: (t + 1, body(t, carry)),
-                    (2, [x for x in state if x is not None] + [later]),
-                    maximum_iterations=steps - 2)
+                carry = [x for x in state if x is not None] + [later]
+                if keras.backend.backend() == "jax":
+                    # static bounds: a lax.scan, which JAX can differentiate (a while loop not)
+                    carry = ops.fori_loop(2, steps, body, carry)
+                else:
+                    # a bounded while loop: XLA (--jit_compile) needs the trip count to
+                    # differentiate it, and TensorFlow's fori_loop does not give one
+                    _, carry = ops.while_loop(
+                        lambda t, carry: t < steps, lambda t, carry: (t + 1, body(t, carry)),
+                        (2, carry), maximum_iterations=steps - 2)
                 predictions = ops.concatenate([predictions, carry[-1]], axis=1)
         return reshape_patch_back(predictions, self.patch_size)
 
