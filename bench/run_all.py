@@ -71,7 +71,7 @@ def _figures(output):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="each benchmark's own defaults")
-    parser.add_argument("--gpu", action="store_true", help="also the JAX GPU benchmark")
+    parser.add_argument("--gpu", action="store_true", help="also the JAX GPU benchmarks")
     parser.add_argument("--only", default="", help="comma-separated benchmarks")
     parser.add_argument("--out", default="", help="markdown file (default "
                         "bench/results_<host>.md)")
@@ -90,7 +90,7 @@ def main():
     rows = []
     for name in names:
         script = os.path.join(HERE, f"{name}.py")
-        if (name in GPU_ONLY and not args.gpu) or not os.path.exists(script):
+        if name in GPU_ONLY and not args.gpu:
             continue
         extra = BENCHMARKS[name][1 if args.full else 0]
         command = f"python bench/{name}.py {' '.join(extra)}".strip()

@@ -91,6 +91,13 @@ def even_batch(num_samples, batch_size, replicas, what):
     return -(-num_samples // replicas)  # one global batch holding every sample
 
 
+def even_global_batch(num_samples, batch_size, strategy, what):
+    """Samples a step of ``strategy`` takes from a set read once: :func:`even_batch` per
+    replica times the replicas in sync."""
+    replicas = strategy.num_replicas_in_sync
+    return replicas * even_batch(num_samples, batch_size, replicas, what)
+
+
 def shard_by_data(dataset):
     """``dataset`` with DATA auto-sharding: every worker runs the whole input pipeline (same
     seed, same order) and keeps its own part of each global batch."""

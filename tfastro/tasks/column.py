@@ -228,7 +228,7 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.prestellar import core_dataset
-    from tfastro.distribute import even_batch, shard_by_data
+    from tfastro.distribute import even_global_batch, shard_by_data
     from tfastro.tasks.checkpoints import worker_strategy
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
@@ -244,8 +244,7 @@ def train(cfg, log=print):
     log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
         f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
         f"{iteration(model)}; {strategy.num_replicas_in_sync} replica(s)")
-    replicas = strategy.num_replicas_in_sync
-    batch = {s: replicas * even_batch(len(split[s]), cfg.batch_size, replicas, f"{s} cores")
+    batch = {s: even_global_batch(len(split[s]), cfg.batch_size, strategy, f"{s} cores")
              for s in ("train", "validation")}
     train_epochs(model, shard_by_data(core_dataset(*data["train"], batch["train"],
                                                    seed=cfg.seed, augment=True)),

@@ -373,7 +373,7 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.dm2gal_samples import mass_bin_weights, window_dataset
-    from tfastro.distribute import even_batch, global_batch, shard_by_data
+    from tfastro.distribute import even_global_batch, global_batch, shard_by_data
     from tfastro.tasks.checkpoints import (results_dir, save_checkpoint, starting_checkpoint,
                                            worker_strategy)
 
@@ -400,11 +400,10 @@ def train(cfg, log=print):
             seed=cfg.seed + start,
             weights=mass_bin_weights(train_targets) if cfg.weighted_sampling else None))
         validation_centres = centres["validation"][:MAX_VALIDATION_SAMPLES]
-        replicas = strategy.num_replicas_in_sync
         validation = shard_by_data(window_dataset(
             fields["inputs"], fields["target"], validation_centres, cfg.window,
-            replicas * even_batch(len(validation_centres), cfg.batch_size, replicas,
-                                  "validation centres"),
+            even_global_batch(len(validation_centres), cfg.batch_size, strategy,
+                              "validation centres"),
             augment=False, shuffle=False, repeat=False))
 
         class Intervals(keras.callbacks.Callback):

@@ -262,7 +262,7 @@ def train(cfg, log=print):
     import keras
 
     from tfastro.data.turbulence import turbulence_dataset
-    from tfastro.distribute import even_batch, shard_by_data
+    from tfastro.distribute import even_global_batch, shard_by_data
     from tfastro.tasks.checkpoints import worker_strategy
     from tfastro.tasks.epochs import starting_model, train_epochs
     validate_config(cfg)
@@ -272,9 +272,8 @@ def train(cfg, log=print):
     with strategy.scope():
         model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
-    replicas = strategy.num_replicas_in_sync
-    batch = {name: replicas * even_batch(len(images), cfg.setting("batch_size"), replicas,
-                                         f"{name} tiles")
+    batch = {name: even_global_batch(len(images), cfg.setting("batch_size"), strategy,
+                                     f"{name} tiles")
              for name, images in (("training", x), ("validation", validation[0]))}
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
         f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}; "
