@@ -132,14 +132,16 @@ class MIM3D(keras.Model):
                                                 self.sampling_start_value if self.scheduled_sampling else 0.0),
                                             trainable=False, aggregation="only_first_replica")
 
-    def _cell(self, layer, *args, training=False, weights=None):
-        """Run one cell; rematerialised in the backward pass when ``remat`` and training.
+    def _cell(self, layer, *args, training=False, weights=None, call=None):
+        """Run ``call(*args)`` (default: the cell ``layer``), rematerialised in the backward
+        pass when ``remat`` and training.
 
         ``weights`` ({id(variable): tensor}, the step's weight values, see ``_unroll``)
         enter the rematerialised function as arguments, so their gradients flow through it.
         """
+        call = layer if call is None else call
         if not (self.remat and training):
-            return layer(*args)
+            return call(*args)
         present = [a is not None for a in args]
         states = [a for a in args if a is not None]
         variables = layer.trainable_variables if weights is not None else []
@@ -148,7 +150,7 @@ class MIM3D(keras.Model):
             it = iter(tensors[:len(states)])
             mapping = list(zip(variables, tensors[len(states):]))
             with keras.StatelessScope(state_mapping=mapping) if mapping else contextlib.nullcontext():
-                return layer(*[next(it) if p else None for p in present])
+                return call(*[next(it) if p else None for p in present])
 
         return keras.remat(run)(*states, *[weights[id(v)] for v in variables])
 
@@ -234,9 +236,14 @@ class MIM3D(keras.Model):
                                    training=training, weights=weights)
         for i in range(1, layers):
             if h_before is not None:  # at t = 0 the original's MIM-N output is discarded: skip it
-                diff = h[0] - h_before if i == 1 else diff_h[i - 1]
-                diff_h[i], diff_c[i] = self._cell(self.mim_n[i - 1], diff, diff_h[i], diff_c[i],
-                                                  training=training, weights=weights)
+                mim_n = self.mim_n[i - 1]
+                if i == 1:  # fed h_{1,t} - h_{1,t-1}, formed inside so remat keeps no copy of it
+                    diff_h[i], diff_c[i] = self._cell(
+                        mim_n, h[0], h_before, diff_h[i], diff_c[i], training=training,
+                        weights=weights, call=lambda now, before, dh, dc, cell=mim_n: cell(now - before, dh, dc))
+                else:
+                    diff_h[i], diff_c[i] = self._cell(mim_n, diff_h[i - 1], diff_h[i], diff_c[i],
+                                                      training=training, weights=weights)
             h[i], c[i], m, s[i] = self._cell(self.blocks[i - 1], h[i - 1], diff_h[i], h[i], c[i],
                                              m, s[i], training=training, weights=weights)
         x_gen = self.back_to_pixel(h[-1])

@@ -241,8 +241,13 @@ def configure_tensorflow(cfg):
     - GPU memory growth when ``allow_gpu_growth``;
     - Grappler graph optimisation off: the unrolled 3D-MIM training graph has ~57,000 nodes
       and Grappler spends ~20 s of start-up on it without making a step faster (measured
-      with bench/mim3d_step.py; the step is dominated by convolutions).
+      with bench/mim3d_step.py; the step is dominated by convolutions);
+    - with rematerialisation (a run limited by memory), freed tensors return their memory
+      to the operating system (:func:`tfastro.host_memory.return_freed_tensors_to_os`).
     """
+    if use_remat(cfg):
+        from tfastro.host_memory import return_freed_tensors_to_os
+        return_freed_tensors_to_os()
     import tensorflow as tf
     if cfg.allow_gpu_growth:
         from tfastro.distribute import allow_gpu_memory_growth
