@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHMARKS = {
     "field_statistics": (["--cases", "pk3d,bispectrum", "--repeats", "1"], []),
     "mim3d_step": (["--grids", "16", "--steps", "1"], []),
+    "mim3d_conv_bound": ([], []),
     "mim3d_bfloat16_accuracy": (["--grid", "8", "--iterations", "20"], []),
     "multifield_gan": (["--resolutions", "64", "--steps", "2", "--eval-maps", "100"], []),
     "dm2gal": (["--grid", "64", "--window", "33", "--ch", "16", "--batches", "2",
