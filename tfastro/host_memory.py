@@ -26,9 +26,8 @@ def return_freed_tensors_to_os():
     C library without ``mallopt``, where only the allocator choice applies).
     """
     os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
-    libc_name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(libc_name).mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError):
         return False
     return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1

@@ -238,12 +238,12 @@ class MIM3D(keras.Model):
             if h_before is not None:  # at t = 0 the original's MIM-N output is discarded: skip it
                 mim_n = self.mim_n[i - 1]
                 if i == 1:  # fed h_{1,t} - h_{1,t-1}, formed inside so remat keeps no copy of it
-                    diff_h[i], diff_c[i] = self._cell(
-                        mim_n, h[0], h_before, diff_h[i], diff_c[i], training=training,
-                        weights=weights, call=lambda now, before, dh, dc, cell=mim_n: cell(now - before, dh, dc))
-                else:
-                    diff_h[i], diff_c[i] = self._cell(mim_n, diff_h[i - 1], diff_h[i], diff_c[i],
-                                                      training=training, weights=weights)
+                    inputs = (h[0], h_before)
+                    call = lambda now, before, dh, dc, cell=mim_n: cell(now - before, dh, dc)  # noqa: E731
+                else:  # fed the MIM-N output of the layer below
+                    inputs, call = (diff_h[i - 1],), None
+                diff_h[i], diff_c[i] = self._cell(mim_n, *inputs, diff_h[i], diff_c[i],
+                                                  training=training, weights=weights, call=call)
             h[i], c[i], m, s[i] = self._cell(self.blocks[i - 1], h[i - 1], diff_h[i], h[i], c[i],
                                              m, s[i], training=training, weights=weights)
         x_gen = self.back_to_pixel(h[-1])

@@ -239,9 +239,9 @@ def configure_tensorflow(cfg):
     """Process-wide TensorFlow settings for a 3D-MIM run (call before building the model).
 
     - GPU memory growth when ``allow_gpu_growth``;
-    - Grappler graph optimisation off: the unrolled 3D-MIM training graph has ~57,000 nodes
-      and Grappler spends ~20 s of start-up on it without making a step faster (measured
-      with bench/mim3d_step.py; the step is dominated by convolutions);
+    - Grappler graph optimisation off: it spent ~20 s of start-up on the 3D-MIM training
+      graph (~57,000 nodes with the steps unrolled; ~21,000 with the step loop) without
+      making a step faster (bench/mim3d_step.py; the step is dominated by convolutions);
     - with rematerialisation (a run limited by memory), freed tensors return their memory
       to the operating system (:func:`tfastro.host_memory.return_freed_tensors_to_os`).
     """
