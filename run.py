@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tfastro.flags import define_flags  # noqa: E402
+from tfastro.core.flags import define_flags
 
 define_flags()
 FLAGS = flags.FLAGS
@@ -25,18 +25,18 @@ FLAGS = flags.FLAGS
 # --model_name -> (task module, its config dataclass)
 # Flags not given on the command line take the original's defaults for 'mim' (the drop-in) and
 # the science case's own defaults for the others (e.g. dm2gal: lr 1e-5, batch_size 32).
-TASKS = {"mim": ("tfastro.tasks.mim3d", "MIM3DConfig"),
-         "multifield_gan": ("tfastro.tasks.multifield", "MultifieldConfig"),
-         "dm2gal": ("tfastro.tasks.dm2gal", "DM2GalConfig"),
-         "turb_cnn": ("tfastro.tasks.turbulence", "TurbulenceConfig"),
-         "turb_unet": ("tfastro.tasks.turbulence", "TurbulenceConfig"),
-         "column": ("tfastro.tasks.column", "ColumnConfig")}
+TASKS = {"mim": ("tfastro.supernova.task", "MIM3DConfig"),
+         "multifield_gan": ("tfastro.multifield.task", "MultifieldConfig"),
+         "dm2gal": ("tfastro.dm2gal.task", "DM2GalConfig"),
+         "turb_cnn": ("tfastro.turbulence.task", "TurbulenceConfig"),
+         "turb_unet": ("tfastro.turbulence.task", "TurbulenceConfig"),
+         "column": ("tfastro.prestellar.task", "ColumnConfig")}
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tfastro.errors import UserInputError
+    from tfastro.core.errors import UserInputError
     if FLAGS.model_name not in TASKS:
         print(f"run.py: error: --model_name={FLAGS.model_name!r}: expected one of "
               f"{', '.join(TASKS)}", file=sys.stderr)

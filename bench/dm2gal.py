@@ -1,11 +1,11 @@
 """dm2gal on CPU: does the window pipeline keep up with training, how fast is stitched
 inference, how fast is streamed CIC.
 
-1. windows per second out of tfastro.data.dm2gal_samples.window_dataset (weighted draws,
+1. windows per second out of tfastro.dm2gal.pipeline.window_dataset (weighted draws,
    random rotation, windows cut from a memory-mapped grid) alone, against windows per second
    consumed by DM2Gal training steps fed from an in-memory batch (no pipeline);
-2. voxels per second of tfastro.models.dm2gal.predict_cube over a test block;
-3. CIC of 10^7 particles streamed in chunks of 2^20 (tfastro.data.tng.cic_mass_grid).
+2. voxels per second of tfastro.dm2gal.model.predict_cube over a test block;
+3. CIC of 10^7 particles streamed in chunks of 2^20 (tfastro.dm2gal.io.cic_mass_grid).
 
     python bench/dm2gal.py                       # window 65, ch 64, batch 32
     python bench/dm2gal.py --window 33 --ch 16 --grid 96
@@ -36,9 +36,9 @@ def main():
     import keras
     import numpy as np
 
-    from tfastro.data.dm2gal_samples import mass_bin_weights, window_dataset
-    from tfastro.data.tng import cic_mass_grid
-    from tfastro.models.dm2gal import DM2Gal, predict_cube
+    from tfastro.dm2gal.io import cic_mass_grid
+    from tfastro.dm2gal.model import DM2Gal, predict_cube
+    from tfastro.dm2gal.pipeline import mass_bin_weights, window_dataset
 
     rng = np.random.default_rng(0)
     n, w, half = args.grid, args.window, args.window // 2

@@ -186,13 +186,13 @@ def case_call(case, impl, n, args):
     if case == "pk3d":
         field = white_noise(n)
         if impl == "tfastro":
-            from tfastro.analysis.spectra import power_spectrum
+            from tfastro.fields.spectra import power_spectrum
             return lambda: power_spectrum(field, box)[1], 1.0
         if impl == "powerbox":
             return lambda: powerbox_spectrum(field, box), 1.0
         return lambda: numpy_binned(np.abs(np.fft.rfftn(field)) ** 2, n, 3, box), 1.0
     if case == "cross2d":
-        from tfastro.analysis.spectra import cross_spectra
+        from tfastro.fields.spectra import cross_spectra
         if impl == "tfastro":
             maps = correlated_maps(args.maps, n)
             return lambda: cross_spectra(maps, box, channel_axis=-1, ndim=2)[1], 1.0
@@ -217,10 +217,10 @@ def case_call(case, impl, n, args):
     if case == "bispectrum":
         field = quadratic_field(n)
         if impl == "tfastro":
-            from tfastro.analysis.bispectrum import bispectrum
+            from tfastro.fields.bispectra import bispectrum
             return lambda: bispectrum(field, box, K1, K2, THETAS).B, 1.0
         if impl == "tfastro-nocache":
-            from tfastro.analysis import bispectrum as module
+            from tfastro.fields import bispectra as module
 
             def uncached():
                 module._closed_triangles.cache_clear()  # private: the triangle-count cache
@@ -230,7 +230,7 @@ def case_call(case, impl, n, args):
     if case == "cic":
         positions = uniform_particles(args.particles, box)
         if impl == "tfastro":
-            from tfastro.analysis.mass_assignment import mass_assignment
+            from tfastro.fields.assignment import mass_assignment
             return lambda: mass_assignment(positions, n, box, "CIC"), 1.0
         return lambda: numpy_cic(positions, n, box), 1.0
     raise ValueError(f"case={case!r}: expected one of {', '.join(CASES)}")

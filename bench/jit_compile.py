@@ -20,7 +20,11 @@ MODELS = ("mim", "multifield_gan", "dm2gal", "turb_cnn", "turb_unet", "column")
 
 def build(name, jit, rng):
     """(compiled model, one training batch (x, y), size in words) of ``name``."""
-    from tfastro.tasks import column, dm2gal, mim3d, multifield, turbulence
+    from tfastro.dm2gal import task as dm2gal
+    from tfastro.multifield import task as multifield
+    from tfastro.prestellar import task as column
+    from tfastro.supernova import task as mim3d
+    from tfastro.turbulence import task as turbulence
     data = lambda *shape: rng.uniform(size=shape).astype("float32")  # noqa: E731
     if name == "mim":
         cfg = mim3d.MIM3DConfig(img_width=16, img_depth=16, input_length=5, total_length=10,

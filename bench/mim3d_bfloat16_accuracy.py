@@ -18,9 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from tfastro.data.npz import load_sn_npz, save_sn_npz  # noqa: E402
-from tfastro.data.synthetic import make_sn_clips  # noqa: E402
-from tfastro.tasks.mim3d import MIM3DConfig, build_model, run  # noqa: E402
+from tfastro.supernova.io import load_sn_npz, save_sn_npz
+from tfastro.supernova.synthetic import make_sn_clips
+from tfastro.supernova.task import MIM3DConfig, build_model, run
 
 
 def forecast_difference(grid):

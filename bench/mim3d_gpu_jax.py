@@ -21,7 +21,8 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfastro.models import MIM3D, MIMAdam, frame_loss  # noqa: E402
+from tfastro.supernova.model import MIM3D, frame_loss
+from tfastro.supernova.optimizers import MIMAdam
 
 
 def build(grid, precision, peephole, remat):
@@ -94,7 +95,7 @@ def gpu_equals_cpu(grid):
 
 def original_difference(path):
     """Largest |tfastro - original| over the predictions of the original's reference case."""
-    from tests.models.test_mim_reference import load_original
+    from tests.supernova.test_reference import load_original
     ref = np.load(path)
     model = load_original(ref)
     flag = ref["real_input_flag"]

@@ -19,8 +19,14 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfastro.models import (ColumnNet, DM2Gal, compile_classifier, compile_unet,  # noqa: E402
-                            turbulence_classifier, turbulence_unet)
+from tfastro.dm2gal.model import DM2Gal
+from tfastro.prestellar.model import ColumnNet
+from tfastro.turbulence.model import (
+    compile_classifier,
+    compile_unet,
+    turbulence_classifier,
+    turbulence_unet,
+)
 
 
 def _adam_mse(model, input_shape):

@@ -3,7 +3,7 @@
 Training: one MultifieldGAN step (critic with gradient penalty, reconstruction decoders,
 generator, EMA) on batches of 3-channel maps, at 64^2 and 256^2 with batch 8 (width 1, the
 default model), each case in a fresh process so that its peak resident memory is its own.
-Evaluation: the statistics of tfastro.analysis.emulator (auto and cross P(k), r(k), pixel PDFs
+Evaluation: the statistics of tfastro.multifield.evaluation (auto and cross P(k), r(k), pixel PDFs
 with KS distance) on 3-channel 256^2 maps, real against generated sets of equal size.
 
     python bench/multifield_gan.py                         # 64 and 256, batch 8, 5 steps
@@ -24,7 +24,7 @@ def train_case(resolution, batch, steps, loss, precision):
 
     import numpy as np
 
-    from tfastro.tasks.multifield import MultifieldConfig, build_gan
+    from tfastro.multifield.task import MultifieldConfig, build_gan
     cfg = MultifieldConfig(resolution=resolution, gan_loss=loss, precision=precision)
     began = time.time()
     gan = build_gan(cfg, channels=3)
@@ -49,7 +49,7 @@ def evaluation_case(n_maps, resolution):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
-    from tfastro.analysis.emulator import emulator_report
+    from tfastro.multifield.evaluation import emulator_report
     rng = np.random.default_rng(0)
     real = rng.normal(size=(n_maps, resolution, resolution, 3)).astype("float32")
     generated = rng.normal(size=(n_maps, resolution, resolution, 3)).astype("float32")

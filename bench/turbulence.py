@@ -1,7 +1,7 @@
 """Turbulence classifier on CPU: the flattened-power experiment end to end, and training speed.
 
 1. Writes synthetic turbulence classes (or reads --data-dir), trains turb_cnn on full images
-   and on phases only (--flattened_power) through tfastro.tasks.turbulence, and prints the
+   and on phases only (--flattened_power) through tfastro.turbulence.task, and prints the
    per-class F1 of both runs side by side (the paper's table: phases alone still separate
    some classes);
 2. seconds per training step and tiles per second of the classifier (batch 64) and the U-net
@@ -43,9 +43,9 @@ def main():
 
     import numpy as np
 
-    from tfastro.data.turbulence_synthetic import write_synthetic_turbulence
-    from tfastro.models import turbulence as models
-    from tfastro.tasks.turbulence import TurbulenceConfig, run
+    from tfastro.turbulence import model as models
+    from tfastro.turbulence.synthetic import write_synthetic_turbulence
+    from tfastro.turbulence.task import TurbulenceConfig, run
 
     with tempfile.TemporaryDirectory() as folder:
         data_dir = args.data_dir

@@ -4,7 +4,7 @@ import re
 
 from absl import flags
 
-from tfastro.flags import define_flags
+from tfastro.core.flags import define_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

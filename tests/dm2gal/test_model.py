@@ -1,0 +1,146 @@
+"""DM2Gal: shapes and parameter count of the released architecture, small windows, saving, and
+stitched sliding inference against window-by-window predictions."""
+import keras
+import numpy as np
+import pytest
+
+from tfastro.dm2gal.model import DM2Gal, dm2gal_kernel_sizes, predict_cube
+
+
+def expected_parameters(ch, in_channels=2, hidden=256):
+    """Count of the released 65^3 model written out layer by layer (conv with bias, batch norm
+    with 4 per channel: gamma, beta, moving mean and variance)."""
+    layers = [(7, in_channels, ch), (7, ch, ch), (3, ch, 2 * ch),
+              (5, 2 * ch, 2 * ch), (5, 2 * ch, 2 * ch), (3, 2 * ch, 4 * ch),
+              (3, 4 * ch, 4 * ch), (3, 4 * ch, 4 * ch), (3, 4 * ch, 8 * ch)]
+    convs = sum(k**3 * c_in * c_out + c_out + 4 * c_out for k, c_in, c_out in layers)
+    return convs + (8 * ch * hidden + hidden) + (hidden + 1)
+
+
+def test_released_architecture_builds_with_13_9m_parameters():
+    model = DM2Gal(ch=64, window=65)
+    model.build((None, 65, 65, 65, 2))
+    assert model.count_params() == expected_parameters(64)
+    assert 13.8e6 < model.count_params() < 14.0e6
+    sides = []
+    shape = (None, 65, 65, 65, 2)
+    for conv, _, _ in model.blocks:
+        shape = conv.compute_output_shape(shape)
+        sides.append(shape[1])
+    assert sides == [59, 53, 26, 22, 18, 8, 6, 4, 1]
+
+
+def test_forward_pass_at_65_gives_one_value_per_window():
+    model = DM2Gal(ch=4, window=65)
+    out = model(np.random.default_rng(0).standard_normal((2, 65, 65, 65, 2)).astype("float32"))
+    assert tuple(out.shape) == (2, 1)
+    assert model.count_params() == expected_parameters(4)
+
+
+@pytest.mark.parametrize("window, kernels", [(17, (1, 1, 1)), (25, (5, 1, 1)), (65, (7, 5, 3))])
+def test_kernel_rule_and_small_windows(window, kernels):
+    assert dm2gal_kernel_sizes(window) == kernels
+    model = DM2Gal(ch=2, window=window, hidden=8)
+    x = np.random.default_rng(1).standard_normal((3, window, window, window, 2))
+    assert tuple(model(x.astype("float32")).shape) == (3, 1)
+
+
+@pytest.mark.parametrize("window", [14, 67, 64.5, 0])
+def test_unmappable_window_raises(window):
+    with pytest.raises(ValueError, match="window"):
+        DM2Gal(ch=2, window=window)
+
+
+def test_bad_kernels_and_input_shape_raise():
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        DM2Gal(ch=2, window=17, kernel_sizes=(3, 3, 3))
+    with pytest.raises(ValueError, match="windows"):
+        DM2Gal(ch=2, window=17)(np.zeros((1, 19, 19, 19, 2), "float32"))
+
+
+def trained_small_model(window=17):
+    """A ch=2 model with one fit step, so the batch-norm statistics are not the defaults."""
+    keras.utils.set_random_seed(0)
+    model = DM2Gal(ch=2, window=window, hidden=8)
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, window, window, window, 2)).astype("float32")
+    model.fit(x, rng.standard_normal((4, 1)).astype("float32"), epochs=1, verbose=0)
+    return model
+
+
+def test_keras_round_trip_gives_identical_outputs(tmp_path):
+    model = trained_small_model()
+    x = np.random.default_rng(3).standard_normal((2, 17, 17, 17, 2)).astype("float32")
+    path = str(tmp_path / "dm2gal.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, DM2Gal)
+    assert loaded.get_config()["kernel_sizes"] == [1, 1, 1]
+    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def stitching():
+    model = trained_small_model()
+    inputs = np.random.default_rng(4).standard_normal((20, 20, 20, 2)).astype("float32")
+    return model, inputs
+
+
+def window_by_window(model, inputs, region, window=17):
+    """Each voxel's window cut with periodic wrap (np.roll) and predicted on its own."""
+    half = window // 2
+    out = {}
+    for voxel in np.ndindex(*(hi - lo for lo, hi in region)):
+        centre = [v + lo for v, (lo, _) in zip(voxel, region)]
+        rolled = np.roll(inputs, [half - c for c in centre], axis=(0, 1, 2))
+        out[voxel] = float(model.predict_on_batch(rolled[None, :window, :window, :window])[0, 0])
+    return out
+
+
+def test_predict_cube_equals_window_by_window(stitching, tmp_path):
+    model, inputs = stitching
+    region = ((1, 4), (16, 19), (9, 12))  # the y windows wrap around the periodic grid
+    path = tmp_path / "inputs.npy"
+    np.save(path, inputs)
+    cube = predict_cube(model, np.load(path, mmap_mode="r"), region, 17, batch_size=5)
+    assert cube.shape == (3, 3, 3)
+    expected = window_by_window(model, inputs, region)
+    for voxel, value in expected.items():
+        np.testing.assert_allclose(cube[voxel], value, atol=1e-5)
+    assert np.std(cube) > 1e-4  # the voxels do get different predictions
+
+
+def test_predict_cube_with_mask_fills_the_rest(stitching):
+    model, inputs = stitching
+    region = ((8, 11), (8, 11), (8, 10))
+    mask = np.zeros((3, 3, 2), bool)
+    mask[0, 1, 1] = mask[2, 2, 0] = mask[1, 0, 0] = True
+    cube = predict_cube(model, inputs, region, 17, batch_size=2, mask=mask)
+    full = predict_cube(model, inputs, region, 17, batch_size=7)
+    np.testing.assert_allclose(cube[mask], full[mask], atol=1e-5)
+    assert np.all(np.isnan(cube[~mask]))
+    zeros = predict_cube(model, inputs, region, 17, mask=mask, fill_value=0.0)
+    assert np.all(zeros[~mask] == 0.0)
+
+
+def test_predict_cube_rejects_bad_arguments(stitching):
+    model, inputs = stitching
+    with pytest.raises(ValueError, match="region"):
+        predict_cube(model, inputs, ((0, 3), (0, 3), (0, 21)), 17)
+    with pytest.raises(ValueError, match="window"):
+        predict_cube(model, inputs, ((0, 3), (0, 3), (0, 3)), 16)
+    with pytest.raises(ValueError, match="mask"):
+        predict_cube(model, inputs, ((0, 3), (0, 3), (0, 3)), 17, mask=np.ones((3, 3), bool))
+
+
+def test_batch_norm_can_be_left_out():
+    plain = DM2Gal(4, 17, batch_norm=False)
+    plain.build((None, 17, 17, 17, 2))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization)
+                   for block in plain.blocks for layer in block)
+    assert DM2Gal.from_config(plain.get_config()).batch_norm is False
+    with_norm = DM2Gal(4, 17)
+    with_norm.build((None, 17, 17, 17, 2))
+    assert plain.count_params() == with_norm.count_params() - 4 * sum(
+        block[1].gamma.shape[0] for block in with_norm.blocks)

@@ -1,0 +1,453 @@
+"""dm2gal: paint galaxy stellar mass onto gravity-only dark matter with a 3D CNN.
+
+Fields. The IllustrisTNG files (gravity-only snapshot and group catalogue, hydro group
+catalogue) are turned once into CIC mass grids of ``grid_size``^3 voxels in ``field_dir``:
+``dark_matter.npy``, ``subhalo.npy`` (gravity-only subhalo masses), ``stellar.npy`` (hydro
+stellar masses), all Msun/h per voxel, and the network's inputs ``inputs.npy`` (N, N, N, 2)
+and ``target.npy`` (N, N, N): standardised log10(1 + M), with the original constants or
+(``standardisation='training'``, for other resolutions and boxes) the training region's mean
+and spread over the training samples (voxels above the stellar threshold, as the original's
+target constants are), recorded in ``standardisation.json``. Most voxels hold no subhalo, so
+over all voxels the samples' inputs would differ by a tenth of a standard deviation: training
+on them is badly conditioned. Batch norm would undo such a standardisation (its statistics
+are dominated by the empty voxels); ``dm2gal_batchnorm=False`` leaves it out. Existing field files are reused, never
+overwritten; all are memory-mapped.
+
+Training. Centres are voxels whose stellar mass exceeds ``stellar_threshold``; the test and
+validation boxes hold their own centres, and a training centre's whole window stays clear of
+both (a buffer the original lacked). Training windows are cut on the fly, drawn with weights
+1/count of their target's bin (100 bins) and rotated by one of the 24 cube rotations. Adam
+with coupled L2 weight decay; the validation loss every ``test_interval`` iterations drives
+reduce-on-plateau (factor 0.1, patience 5). A run resumes from the newest checkpoint in
+``save_dir``; nothing is deleted unless ``fresh_start``.
+
+Evaluation (``is_training=False``, and after training): the scores of the test centres (R^2 of
+the standardised target against predicting the training mean); the test cube stitched
+voxel by voxel (``stitch``: every voxel, or only where the true stellar mass exceeds the
+threshold, which uses the truth: the choice is written into the outputs); the HOD baseline;
+P(k), bispectrum and reduced Q over 25 angles, total stellar mass and mass histograms of
+target, prediction and HOD. Written under ``<gen_frm_dir>/<iteration>/``: ``scores.json``,
+``statistics.json``, ``target.npy``, ``prediction.npy``, ``hod.npy`` (Msun/h per voxel) and
+PNG figures.
+"""
+import dataclasses
+import json
+import math
+import os
+from datetime import datetime
+
+import numpy as np
+
+from tfastro.core.checkpoints import RunOptions
+from tfastro.core.errors import UserInputError
+
+FIELDS = ("dark_matter", "subhalo", "stellar")
+
+
+MAX_VALIDATION_SAMPLES = 4096  # validation windows scored every test_interval
+
+
+@dataclasses.dataclass
+class DM2GalConfig(RunOptions):
+    """Settings of a dm2gal run; field names and meanings are run.py's flags."""
+    is_training: bool = True
+    dataset_name: str = "tng"
+    model_name: str = "dm2gal"
+    tng_dark_snapshot: str = ""
+    tng_dark_groups: str = ""
+    tng_hydro_groups: str = ""
+    field_dir: str = "data/dm2gal"
+    grid_size: int = 2048
+    test_region: str = "64,933"
+    validation_region: str = "1000,1801"
+    window: int = 65
+    stellar_threshold: float = 1e8
+    dm2gal_ch: int = 64
+    dm2gal_batchnorm: bool = True
+    dm2gal_loss: str = "mse"
+    weight_decay: float = 0.0
+    stitch: str = "all"
+    standardisation: str = "original"
+    weighted_sampling: bool = True
+    bispectrum_k: str = ""
+    lr: float = 1e-5
+    batch_size: int = 32
+    max_iterations: int = 100000
+    display_interval: int = 100
+    test_interval: int = 1000
+    snapshot_interval: int = 1000
+    save_dir: str = "checkpoints/dm2gal"
+    gen_frm_dir: str = "results/dm2gal"
+
+    def box(self, flag):
+        """--test_region / --validation_region as a half-open (lo, hi) voxel range."""
+        text = getattr(self, flag)
+        try:
+            lo, hi = (int(v) for v in text.split(","))
+        except ValueError:
+            raise UserInputError(f"--{flag}={text!r}: expected 'lo,hi' (half-open voxel range, "
+                                 "the same on every axis)") from None
+        return lo, hi
+
+
+def validate_config(cfg):
+    """Check the flags that need no file; raises UserInputError naming the flag."""
+    from tfastro.core.precision import policy_name
+
+    def need(ok, message):
+        if not ok:
+            raise UserInputError(message)
+
+    need(cfg.dataset_name == "tng", f"--dataset_name={cfg.dataset_name!r}: dm2gal reads "
+         "IllustrisTNG fields, dataset 'tng'")
+    need(cfg.model_name == "dm2gal", f"--model_name={cfg.model_name!r}: expected 'dm2gal'")
+    need(cfg.dm2gal_loss in ("mse", "huber"), f"--dm2gal_loss={cfg.dm2gal_loss!r}: expected "
+         "'mse' or 'huber'")
+    need(cfg.stitch in ("all", "above_threshold"), f"--stitch={cfg.stitch!r}: expected 'all' or "
+         "'above_threshold'")
+    need(cfg.standardisation in ("original", "training"), f"--standardisation="
+         f"{cfg.standardisation!r}: expected 'original' or 'training'")
+    for flag in ("grid_size", "window", "dm2gal_ch", "batch_size", "display_interval",
+                 "test_interval", "snapshot_interval"):
+        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
+    need(cfg.window % 2 == 1, f"--window={cfg.window}: must be odd (a centre voxel)")
+    need(cfg.lr > 0 and cfg.weight_decay >= 0, f"--lr={cfg.lr}, --weight_decay={cfg.weight_decay}: "
+         "expected lr > 0 and weight_decay >= 0")
+    for flag in ("test_region", "validation_region"):
+        cfg.box(flag)
+    bispectrum_k(cfg, 1.0)
+    policy_name(cfg.mixed_precision)
+
+
+def bispectrum_k(cfg, k_fundamental):
+    """(k1, k2) in h/Mpc: --bispectrum_k, or 3 and 4 fundamental modes of the test cube."""
+    if not cfg.bispectrum_k:
+        return 3 * k_fundamental, 4 * k_fundamental
+    try:
+        k1, k2 = (float(v) for v in cfg.bispectrum_k.split(","))
+    except ValueError:
+        k1 = k2 = -1.0
+    if not (k1 > 0 and k2 > 0):
+        raise UserInputError(f"--bispectrum_k={cfg.bispectrum_k!r}: expected 'k1,k2' in h/Mpc, "
+                             "both positive")
+    return k1, k2
+
+
+def _mass_grid(cfg, field):
+    """The mass grid of ``field`` (Msun/h per voxel) computed from the TNG files."""
+    from tfastro.dm2gal import io as tng
+    sources = {"dark_matter": cfg.tng_dark_snapshot, "subhalo": cfg.tng_dark_groups,
+               "stellar": cfg.tng_hydro_groups}
+    flag = {"dark_matter": "tng_dark_snapshot", "subhalo": "tng_dark_groups",
+            "stellar": "tng_hydro_groups"}[field]
+    if not sources[field]:
+        raise UserInputError(f"--{flag}: needed to compute {field}.npy in --field_dir="
+                             f"{cfg.field_dir!r}, but not given")
+    try:
+        if field == "dark_matter":
+            return tng.dark_matter_grid(tng.snapshot_files(sources[field]), cfg.grid_size)
+        subhalos = tng.read_subhalos(tng.snapshot_files(sources[field]))
+        grid = tng.subhalo_mass_grid if field == "subhalo" else tng.stellar_mass_grid
+        return grid(subhalos, cfg.grid_size)
+    except UserInputError as err:
+        raise UserInputError(f"--{flag}: {err}") from None
+
+
+def _stored(path, shape, make, log):
+    """The array in .npy file ``path`` (memory-mapped), written by ``make()`` if absent."""
+    from tfastro.dm2gal.io import load_field, save_field
+    if not os.path.exists(path):
+        save_field(path, make())
+        log(f"wrote {path}")
+    array = load_field(path)
+    if array.shape != shape:
+        raise UserInputError(f"{path}: holds shape {array.shape}, expected {shape} for "
+                             f"--grid_size; move it away or use another --field_dir")
+    return array
+
+
+def training_statistics(mass, stellar, cfg, slab=64):
+    """(mean, std) of log10(1 + M) of ``mass`` over the training samples: voxels of the
+    training region (outside the test and validation boxes) whose ``stellar`` mass exceeds
+    the threshold; read ``slab`` x-planes at a time."""
+    from tfastro.dm2gal.io import log_mass
+    n = mass.shape[0]
+    axis = np.arange(n)
+    inside = [(axis >= lo) & (axis < hi) for lo, hi in (cfg.box("test_region"),
+                                                        cfg.box("validation_region"))]
+    total = np.zeros(3)
+    for x0 in range(0, n, slab):
+        x = slice(x0, min(n, x0 + slab))
+        held_out = np.zeros((x.stop - x0, n, n), bool)
+        for box in inside:
+            held_out |= box[x, None, None] & box[None, :, None] & box[None, None, :]
+        kept = ~held_out & (np.asarray(stellar[x]) > cfg.stellar_threshold)
+        values = log_mass(np.asarray(mass[x], np.float64)[kept])
+        total += (values.size, values.sum(), np.square(values).sum())
+    if total[0] == 0:
+        raise UserInputError("--standardisation=training: no voxel of the training region (outside "
+                             "--test_region and --validation_region) has stellar mass above "
+                             f"--stellar_threshold={cfg.stellar_threshold:g}")
+    mean = total[1] / total[0]
+    return float(mean), float(np.sqrt(max(total[2] / total[0] - mean ** 2, 0.0)))
+
+
+def _standardisation(cfg, fields, log):
+    """{field: (mean, std)} of log10(1 + M): the original constants or (--standardisation
+    training) the training region's, recorded in field_dir/standardisation.json; the network
+    arrays already there must have been made with the same."""
+    from tfastro.dm2gal.io import STANDARDISATION
+    path = os.path.join(cfg.field_dir, "standardisation.json")
+    stats = ({f: tuple(STANDARDISATION[f]) for f in FIELDS} if cfg.standardisation == "original"
+             else {f: training_statistics(fields[f], fields["stellar"], cfg) for f in FIELDS})
+    if os.path.exists(path):
+        with open(path) as f:
+            stored = {k: tuple(v) for k, v in json.load(f).items()}
+        if not all(np.allclose(stored[f], stats[f], rtol=1e-6) for f in FIELDS):
+            raise UserInputError(f"--standardisation={cfg.standardisation}: the network arrays in "
+                                 f"--field_dir={cfg.field_dir!r} were standardised with {stored}; "
+                                 "use another --field_dir or move inputs.npy, target.npy and "
+                                 "standardisation.json away")
+    else:
+        with open(path, "w") as f:
+            json.dump(stats, f, indent=1)
+        log(f"standardisation ({cfg.standardisation}): {stats}")
+    return stats
+
+
+def prepare_fields(cfg, log=print):
+    """{"dark_matter", "subhalo", "stellar": mass grids, "inputs", "target": standardised
+    network arrays, "stats": their (mean, std) per field}, memory-mapped from ``field_dir``
+    (computed there when absent)."""
+    from tfastro.dm2gal.io import log_mass, standardise
+    os.makedirs(cfg.field_dir, exist_ok=True)
+    n = cfg.grid_size
+    fields = {f: _stored(os.path.join(cfg.field_dir, f"{f}.npy"), (n,) * 3,
+                         lambda f=f: _mass_grid(cfg, f), log) for f in FIELDS}
+    stats = fields["stats"] = _standardisation(cfg, fields, log)
+    fields["inputs"] = _stored(
+        os.path.join(cfg.field_dir, "inputs.npy"), (n,) * 3 + (2,),
+        lambda: np.stack([standardise(log_mass(np.asarray(fields[f])), stats=stats[f])
+                          for f in ("dark_matter", "subhalo")], axis=-1).astype("float32"), log)
+    fields["target"] = _stored(
+        os.path.join(cfg.field_dir, "target.npy"), (n,) * 3,
+        lambda: standardise(log_mass(np.asarray(fields["stellar"])),
+                            stats=stats["stellar"]).astype("float32"), log)
+    return fields
+
+
+def sample_centres(cfg, fields):
+    """The regions and {"train", "validation", "test": centres (M, 3)}."""
+    from tfastro.dm2gal.pipeline import candidate_centres, split_centres, split_regions
+    regions = split_regions(cfg.grid_size, cfg.box("test_region"), cfg.box("validation_region"),
+                            cfg.window)
+    half = cfg.window // 2
+    centres = split_centres(candidate_centres(fields["stellar"], cfg.stellar_threshold, low=half,
+                                              high=half + 1), regions)
+    for split, found in centres.items():
+        if len(found) == 0:
+            raise UserInputError(f"no {split} centre: no voxel of the {split} region has stellar "
+                                 f"mass above --stellar_threshold={cfg.stellar_threshold:g} with "
+                                 f"its --window={cfg.window} inside the grid (and, for training, "
+                                 "clear of the test and validation regions)")
+    return regions, centres
+
+
+def build_model(cfg):
+    """The compiled, built DM2Gal of ``cfg`` (in the precision of --mixed_precision; under
+    mixed_float16 Keras wraps Adam in a LossScaleOptimizer)."""
+    import keras
+
+    from tfastro.core.precision import policy_name, precision_policy
+    from tfastro.dm2gal.model import DM2Gal
+    try:
+        with precision_policy(policy_name(cfg.mixed_precision)):
+            model = DM2Gal(cfg.dm2gal_ch, cfg.window, l2=cfg.weight_decay,
+                           batch_norm=cfg.dm2gal_batchnorm)
+    except ValueError as err:
+        raise UserInputError(f"--window={cfg.window}: {err}") from None
+    loss = keras.losses.Huber() if cfg.dm2gal_loss == "huber" else "mse"
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss, jit_compile=cfg.jit_compile)
+    model.build((None,) + (cfg.window,) * 3 + (2,))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def restore(model, path, flag="--pretrained_model"):
+    from tfastro.core.checkpoints import read_checkpoint_config
+    stored, _ = read_checkpoint_config(path, flag)
+    mine = model.get_config()
+    differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
+              for k in ("ch", "window", "kernel_sizes", "hidden", "in_channels", "batch_norm")
+              if stored.get(k) != mine[k]]
+    if differ:
+        raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
+                             + "; ".join(differ) + ")")
+    model.load_weights(path)
+
+
+def centre_scores(model, fields, centres, cfg, train_mean):
+    """MSE and R^2 of the standardised target at ``centres`` (predicting the training mean
+    gives R^2 = 1 - MSE/variance around that mean)."""
+    from tfastro.dm2gal.pipeline import window_dataset
+    data = window_dataset(fields["inputs"], fields["target"], centres, cfg.window,
+                          cfg.batch_size, augment=False, shuffle=False, repeat=False)
+    predicted = np.concatenate([np.asarray(model.predict_on_batch(x))[:, 0] for x, _ in data])
+    truth = np.asarray(fields["target"])[tuple(np.asarray(centres).T)]
+    mse = float(np.mean((predicted - truth) ** 2))
+    return {"centres": int(len(truth)), "mse": mse,
+            "r2": 1.0 - mse / float(np.mean((truth - truth.mean()) ** 2)),
+            "mse_of_training_mean": float(np.mean((truth - train_mean) ** 2))}
+
+
+def hod_cube(cfg, region):
+    """The HOD baseline's stellar mass (Msun/h per voxel) in ``region``, or None without the
+    group catalogues."""
+    from tfastro.dm2gal import io as tng
+    from tfastro.dm2gal.hod import hod_stellar_masses
+    if not (cfg.tng_dark_groups and cfg.tng_hydro_groups):
+        return None
+    dark = tng.read_subhalos(tng.snapshot_files(cfg.tng_dark_groups))
+    hydro = tng.read_subhalos(tng.snapshot_files(cfg.tng_hydro_groups))
+    masses = hod_stellar_masses(dark.host_mass, dark.is_central, hydro.host_mass,
+                                hydro.is_central, hydro.stellar_mass, seed=cfg.seed)
+    return tng.cic_mass_grid([(dark.positions, masses)], dark.box_size, cfg.grid_size, region)
+
+
+def evaluate(model, fields, centres, cfg, out_dir, log=print):
+    """Scores of the test centres, the stitched test cube, the HOD baseline and their
+    statistics; writes the outputs listed in the module docstring. Returns the scores."""
+    from tfastro.dm2gal import figures as viz
+    from tfastro.dm2gal.evaluation import compare_cubes
+    from tfastro.dm2gal.io import (
+        destandardise,
+        inverse_log_mass,
+        read_header,
+        snapshot_files,
+    )
+    from tfastro.dm2gal.model import predict_cube
+
+    train_mean = float(np.mean(np.asarray(fields["target"])[tuple(centres["train"].T)]))
+    scores = {"iteration": int(model.optimizer.iterations.numpy()),
+              "test": centre_scores(model, fields, centres["test"], cfg, train_mean),
+              "stitch": cfg.stitch}
+    lo, hi = cfg.box("test_region")
+    region = ((lo, hi),) * 3
+    target = np.asarray(fields["stellar"][lo:hi, lo:hi, lo:hi], dtype=np.float32)
+    mask = target > cfg.stellar_threshold if cfg.stitch == "above_threshold" else None
+    predicted = predict_cube(model, fields["inputs"], region, cfg.window, cfg.batch_size,
+                             mask=mask, fill_value=np.nan)
+    prediction = np.nan_to_num(
+        inverse_log_mass(destandardise(predicted, stats=fields["stats"]["stellar"])), nan=0.0)
+    prediction = np.maximum(prediction, 0.0).astype(np.float32)
+    hod = hod_cube(cfg, region)
+    box = (read_header(snapshot_files(cfg.tng_dark_snapshot)[0])["BoxSize"] / 1000.0
+           if cfg.tng_dark_snapshot else None)  # ckpc/h -> h^-1 Mpc
+    side = (hi - lo) * (box / cfg.grid_size) if box else float(hi - lo)  # else voxel units
+    k1, k2 = bispectrum_k(cfg, 2 * math.pi / side)
+    statistics = compare_cubes(target, prediction, hod, box_size=side, k1=k1, k2=k2)
+    statistics["stitch"] = cfg.stitch
+    for name, cube in (("target", target), ("prediction", prediction), ("hod", hod)):
+        if cube is not None:
+            np.save(os.path.join(out_dir, f"{name}.npy"), cube)
+    for name, value in (("scores", scores), ("statistics", statistics)):
+        with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+            json.dump(value, f, indent=1)
+    label = f" (stitched: {cfg.stitch})"
+    viz.plot_power_spectra(statistics, os.path.join(out_dir, "power_spectra.png"))
+    viz.plot_bispectra(statistics, os.path.join(out_dir, "bispectra.png"))
+    viz.plot_mass_histograms(statistics, os.path.join(out_dir, "mass_histograms.png"))
+    viz.plot_slices(target, prediction, hod, os.path.join(out_dir, "slices.png"))
+    test = scores["test"]
+    log(f"test centres: {test['centres']}, R2 {test['r2']:.3f}, MSE {test['mse']:.4f} "
+        f"(training mean: {test['mse_of_training_mean']:.4f}); total stellar mass of the test "
+        f"cube{label}: prediction {statistics['total_mass']['prediction']:.4g}, target "
+        f"{statistics['total_mass']['target']:.4g} Msun/h")
+    log(f"evaluation written to {out_dir}")
+    return scores
+
+
+def train(cfg, log=print):
+    """Train (resuming from save_dir), snapshot, validate, then evaluate on the test region."""
+    import keras
+
+    from tfastro.core.checkpoints import (
+        results_dir,
+        save_checkpoint,
+        starting_checkpoint,
+        worker_strategy,
+    )
+    from tfastro.core.distribute import even_global_batch, global_batch, shard_by_data
+    from tfastro.dm2gal.pipeline import mass_bin_weights, window_dataset
+
+    validate_config(cfg)
+    strategy, cfg = worker_strategy(cfg)
+    fields = prepare_fields(cfg, log)
+    _, centres = sample_centres(cfg, fields)
+    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        model = build_model(cfg)
+    if checkpoint:
+        restore(model, checkpoint, flag)
+        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
+    start = int(model.optimizer.iterations.numpy())
+    log(f"dm2gal: {len(centres['train'])} training, {len(centres['validation'])} validation, "
+        f"{len(centres['test'])} test centres; iteration {start}; "
+        f"{strategy.num_replicas_in_sync} replica(s)")
+    if start < cfg.max_iterations:
+        train_targets = np.asarray(fields["target"])[tuple(centres["train"].T)]
+        batch = global_batch(cfg.batch_size, strategy)
+        data = shard_by_data(window_dataset(
+            fields["inputs"], fields["target"], centres["train"], cfg.window, batch,
+            seed=cfg.seed + start,
+            weights=mass_bin_weights(train_targets) if cfg.weighted_sampling else None))
+        validation_centres = centres["validation"][:MAX_VALIDATION_SAMPLES]
+        validation = shard_by_data(window_dataset(
+            fields["inputs"], fields["target"], validation_centres, cfg.window,
+            even_global_batch(len(validation_centres), cfg.batch_size, strategy,
+                              "validation centres"),
+            augment=False, shuffle=False, repeat=False))
+
+        class Intervals(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                itr = int(model.optimizer.iterations.numpy())
+                if itr % cfg.display_interval == 0:
+                    log(f"{datetime.now():%Y-%m-%d %H:%M:%S} itr: {itr}  loss {logs['loss']:.5f}")
+                if itr % cfg.snapshot_interval == 0:
+                    log(f"saved {save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)}")
+                if itr >= cfg.max_iterations:
+                    model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                log(f"validation loss {logs['val_loss']:.5f} at iteration "
+                    f"{int(model.optimizer.iterations.numpy())}")
+
+        model.fit(data, validation_data=validation, initial_epoch=start // cfg.test_interval,
+                  epochs=math.ceil(cfg.max_iterations / cfg.test_interval),
+                  steps_per_epoch=cfg.test_interval, verbose=0,
+                  callbacks=[Intervals(), keras.callbacks.ReduceLROnPlateau(
+                      monitor="val_loss", factor=0.1, patience=5)])
+    iteration = int(model.optimizer.iterations.numpy())
+    evaluate(model, fields, centres, cfg, results_dir(cfg.gen_frm_dir, iteration), log)
+    return model
+
+
+def test(cfg, log=print):
+    """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test region."""
+    from tfastro.core.checkpoints import evaluation_checkpoint, results_dir
+    from tfastro.core.distribute import use_gpus
+    validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
+    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    fields = prepare_fields(cfg, log)
+    _, centres = sample_centres(cfg, fields)
+    model = build_model(cfg)
+    restore(model, path)
+    log(f"evaluating {path}")
+    return evaluate(model, fields, centres, cfg,
+                    results_dir(cfg.gen_frm_dir, int(model.optimizer.iterations.numpy())), log)
+
+
+def run(cfg, log=print):
+    return train(cfg, log) if cfg.is_training else test(cfg, log)

@@ -1,0 +1,608 @@
+"""Conditional FastGAN-style emulator of multifield maps (Andrianomena et al. 2024 lineage).
+
+Images are channels-last (B, R, R, C) in [-1, 1] (the normalised log fields); the condition
+theta is (B, n_params), e.g. normalised (Omega_m, sigma_8); n_params = 0 is the
+unconditional model. The generator returns maps at R and R/2; the discriminator looks at
+both (the real half-resolution map is the 2x2 average pool of the full one) and returns raw
+logits. ``MultifieldGAN`` trains them with WGAN-GP or hinge losses plus the discriminator's
+self-supervised reconstruction loss, and keeps an exponential moving average of the
+generator for sampling.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from tfastro.multifield.layers import (
+    GLU,
+    ConditionProjection,
+    DownBlock,
+    SimpleDecoder,
+    SkipLayerExcitation,
+    UpBlock,
+)
+
+RESOLUTIONS = (32, 64, 128, 256)
+
+
+# Channels of the feature maps at each resolution for width = 1 (about 5 M generator and
+# 9 M discriminator parameters at 256^2).
+FEATURE_WIDTHS = {4: 256, 8: 256, 16: 128, 32: 128, 64: 64, 128: 32, 256: 16}
+
+
+LOSSES = ("wgan-gp", "hinge")
+
+
+def check_resolution(resolution):
+    """``resolution`` as an int; ValueError unless it is one of RESOLUTIONS."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    return int(resolution)
+
+
+def feature_widths(width):
+    """{resolution: channels} of FEATURE_WIDTHS scaled by ``width`` (at least 4 channels)."""
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width!r}")
+    return {r: max(4, int(round(c * width))) for r, c in FEATURE_WIDTHS.items()}
+
+
+def generator_excitations(resolution):
+    """(source, target) resolutions of the generator's skip-layer excitations.
+
+    Each source s in (4, 8, 16) excites target min(16 s, R), kept where that is at least 4 s:
+    at R = 256 this is FastGAN's 4->64, 8->128, 16->256; smaller R connect each source to
+    the highest resolution available (R = 32: 4->32, 8->32).
+    """
+    pairs = [(s, min(16 * s, resolution)) for s in (4, 8, 16)]
+    return [(s, t) for s, t in pairs if t >= 4 * s]
+
+
+def discriminator_excitations(resolution):
+    """(source, target) resolutions of the excitations in a discriminator branch whose input
+    has ``resolution``: every feature map of size r >= 32 excites the one of size r / 8
+    (at 256: 256->32, 128->16, 64->8, 32->4)."""
+    return [(r, r // 8) for r in _halvings(resolution) if r // 8 >= 4]
+
+
+def _halvings(resolution):
+    """resolution, resolution/2, ..., 4."""
+    return [resolution >> i for i in range(int(np.log2(resolution)) - 1)]
+
+
+def average_pool(images, factor):
+    """Average (B, H, W, C) over factor x factor blocks -> (B, H/factor, W/factor, C)."""
+    return ops.average_pool(images, factor, factor, padding="valid")
+
+
+def _split_inputs(inputs, count):
+    """The first ``count`` tensors of ``inputs`` (a tensor or a list/tuple), then theta or None."""
+    tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if len(tensors) not in (count, count + 1):
+        raise ValueError(f"expected {count} input(s) and optionally theta, got {len(tensors)}")
+    return tensors[:count], (tensors[count] if len(tensors) > count else None)
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class Generator(keras.Model):
+    """FastGAN-style generator of (B, R, R, channels) maps conditioned on theta.
+
+    z (B, latent_dim) is concatenated with an MLP embedding of theta (B, n_params) (none for
+    n_params = 0), a 4x4 transposed convolution (batch norm, GLU) makes the 4x4 stem, and
+    up-blocks (nearest x2, 3x3 conv, batch norm scaled and shifted by the theta embedding,
+    GLU) double it to R, with skip-layer
+    excitations (see ``generator_excitations``). 3x3 convolutions and tanh give the maps at
+    R and R/2.
+
+    ``call([z, theta], training=False)`` (``call(z)`` when n_params = 0) returns
+    (full (B, R, R, channels), half (B, R/2, R/2, channels)), float32 in (-1, 1).
+    Batch norm uses batch statistics when training and its moving averages otherwise.
+    """
+
+    def __init__(self, resolution=256, channels=3, latent_dim=256, n_params=2, width=1.0,
+                 condition_dim=64, **kwargs):
+        super().__init__(**kwargs)
+        self.resolution = check_resolution(resolution)
+        self.channels = int(channels)
+        self.latent_dim = int(latent_dim)
+        self.n_params = int(n_params)
+        self.width = float(width)
+        self.condition_dim = int(condition_dim)
+        if self.n_params < 0:
+            raise ValueError(f"n_params must be >= 0, got {n_params}")
+        widths = feature_widths(self.width)
+        policy = self.dtype_policy
+        if self.n_params:
+            self.condition_hidden = keras.layers.Dense(self.condition_dim, dtype=policy,
+                                                       name="condition_hidden")
+            self.condition_embed = keras.layers.Dense(self.condition_dim, dtype=policy,
+                                                      name="condition_embed")
+        self.stem = keras.layers.Conv2DTranspose(2 * widths[4], 4, use_bias=False,
+                                                 dtype=policy, name="stem")
+        self.stem_norm = keras.layers.BatchNormalization(dtype=policy, name="stem_norm")
+        self.stem_glu = GLU(dtype=policy, name="stem_glu")
+        self.ups = {r: UpBlock(widths[r], norm="batch",
+                               condition_dim=self.condition_dim if self.n_params else 0,
+                               dtype=policy, name=f"up_{r}")
+                    for r in _halvings(self.resolution)[-2::-1]}
+        self.excitations = {(s, t): SkipLayerExcitation(widths[t], dtype=policy,
+                                                        name=f"excite_{s}_{t}")
+                            for s, t in generator_excitations(self.resolution)}
+        self.to_full = keras.layers.Conv2D(self.channels, 3, padding="same", dtype=policy,
+                                           name="to_full")
+        self.to_half = keras.layers.Conv2D(self.channels, 3, padding="same", dtype=policy,
+                                           name="to_half")
+
+    def build(self, input_shape=None):
+        z = keras.KerasTensor((None, self.latent_dim))
+        theta = keras.KerasTensor((None, self.n_params))
+        self._forward(z, theta, training=False)
+
+    def call(self, inputs, training=False):
+        (z,), theta = _split_inputs(inputs, 1)
+        if self.n_params and theta is None:
+            raise ValueError(f"{self.name} is conditioned on {self.n_params} parameters: "
+                             f"call it with [z, theta]")
+        return self._forward(z, theta, training)
+
+    def _forward(self, z, theta, training):
+        code, embedding = ops.cast(z, self.compute_dtype), None
+        if self.n_params:
+            embedding = self.condition_embed(
+                ops.leaky_relu(self.condition_hidden(ops.cast(theta, self.compute_dtype)), 0.2))
+            code = ops.concatenate([code, embedding], axis=-1)
+        x = self.stem(ops.reshape(code, (-1, 1, 1, code.shape[-1])))
+        features = {4: self.stem_glu(self.stem_norm(x, training=training))}
+        for r, up in self.ups.items():
+            x = up(features[r // 2], embedding, training=training)
+            for (s, t), excite in self.excitations.items():
+                if t == r:
+                    x = excite(features[s], x)
+            features[r] = x
+        full = ops.tanh(self.to_full(features[self.resolution]))
+        half = ops.tanh(self.to_half(features[self.resolution // 2]))
+        return ops.cast(full, "float32"), ops.cast(half, "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "resolution": self.resolution, "channels": self.channels,
+                "latent_dim": self.latent_dim, "n_params": self.n_params, "width": self.width,
+                "condition_dim": self.condition_dim}
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class Discriminator(keras.Model):
+    """Two-branch projection discriminator (critic) on maps at R and R/2.
+
+    Each branch: a 3x3 convolution (LeakyReLU 0.2), stride-2 down-blocks to 4x4 with
+    skip-layer excitations (see ``discriminator_excitations``), a 4x4 'valid' convolution
+    to features (B, F). When n_params > 0, theta is appended to each branch's input as
+    constant channels, and the logit, linear in the concatenated features phi, gains the
+    projection <embed(theta), phi>. No batch norm anywhere (layer norm in
+    the down-blocks), so each sample's logit depends on that sample only, as the gradient
+    penalty requires.
+
+    Self-supervised decoders reconstruct the real map average-pooled to
+    ``reconstruction_size`` = min(128, R/2): one from each branch's 8x8 features, and one
+    from a quadrant of the full branch's 16x16 features (-> the same quadrant of the map).
+
+    ``call([full, half, theta], training=False, return_reconstructions=False, quadrant=0)``
+    (no theta when n_params = 0): full (B, R, R, channels), half (B, R/2, R/2, channels);
+    quadrant an int or (B,) ints in 0..3 (row-major: 0 top-left, 3 bottom-right).
+    Returns logits (B,) float32, or (logits, [from_full, from_half, from_quadrant]) each
+    (B, S, S, channels) float32 with S = reconstruction_size.
+    """
+
+    def __init__(self, resolution=256, channels=3, n_params=2, width=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.resolution = check_resolution(resolution)
+        self.channels = int(channels)
+        self.n_params = int(n_params)
+        self.width = float(width)
+        if self.n_params < 0:
+            raise ValueError(f"n_params must be >= 0, got {n_params}")
+        self.reconstruction_size = min(128, self.resolution // 2)
+        widths = feature_widths(self.width)
+        policy = self.dtype_policy
+        self.branches = {size: self._branch(size, widths, f"branch_{size}")
+                         for size in (self.resolution, self.resolution // 2)}
+        self.logit = keras.layers.Dense(1, dtype=policy, name="logit")
+        self.projection = (ConditionProjection(self.n_params, dtype=policy, name="projection")
+                           if self.n_params else None)
+        self.decoders = [SimpleDecoder(self.reconstruction_size, self.channels, widths[64],
+                                       dtype=policy, name=f"decoder_{part}")
+                         for part in ("full", "half", "quadrant")]
+
+    def _branch(self, size, widths, name):
+        policy = self.dtype_policy
+        return {
+            "stem": keras.layers.Conv2D(widths[size], 3, padding="same", dtype=policy,
+                                        name=f"{name}_stem"),
+            "downs": {r // 2: DownBlock(widths[r // 2], dtype=policy, name=f"{name}_down_{r // 2}")
+                      for r in _halvings(size)[:-1]},
+            "excitations": {(s, t): SkipLayerExcitation(widths[t], dtype=policy,
+                                                        name=f"{name}_excite_{s}_{t}")
+                            for s, t in discriminator_excitations(size)},
+            "head": keras.layers.Conv2D(widths[4], 4, padding="valid", dtype=policy,
+                                        name=f"{name}_head"),
+        }
+
+    def build(self, input_shape=None):
+        r, c = self.resolution, self.channels
+        inputs = [keras.KerasTensor((None, r, r, c)), keras.KerasTensor((None, r // 2, r // 2, c))]
+        if self.n_params:
+            inputs.append(keras.KerasTensor((None, self.n_params)))
+        self.call(inputs, return_reconstructions=True)
+
+    def _features(self, branch, image, theta):
+        """Run one branch on ``image`` with ``theta`` appended as constant channels:
+        (features (B, F), {resolution: feature map})."""
+        x = ops.cast(image, self.compute_dtype)
+        if self.n_params:
+            planes = ops.ones_like(x[..., :1]) * ops.cast(theta, self.compute_dtype)[:, None, None, :]
+            x = ops.concatenate([x, planes], axis=-1)
+        x = ops.leaky_relu(branch["stem"](x), 0.2)
+        maps = {image.shape[1]: x}
+        for r, down in branch["downs"].items():
+            x = down(x)
+            for (s, t), excite in branch["excitations"].items():
+                if t == r:
+                    x = excite(maps[s], x)
+            maps[r] = x
+        features = ops.leaky_relu(branch["head"](x), 0.2)
+        return ops.reshape(features, (-1, features.shape[-1])), maps
+
+    def call(self, inputs, training=False, return_reconstructions=False, quadrant=0):
+        (full, half), theta = _split_inputs(inputs, 2)
+        if self.n_params and theta is None:
+            raise ValueError(f"{self.name} is conditioned on {self.n_params} parameters: "
+                             f"call it with [full, half, theta]")
+        phi_full, maps_full = self._features(self.branches[self.resolution], full, theta)
+        phi_half, maps_half = self._features(self.branches[self.resolution // 2], half, theta)
+        phi = ops.concatenate([phi_full, phi_half], axis=-1)
+        logits = self.logit(phi)[:, 0]
+        if self.projection is not None:
+            logits = logits + self.projection(phi, ops.cast(theta, self.compute_dtype))
+        logits = ops.cast(logits, "float32")
+        if not return_reconstructions:
+            return logits
+        sources = [maps_full[8], maps_half[8], take_quadrant(maps_full[16], quadrant)]
+        reconstructions = [ops.cast(decoder(x), "float32")
+                           for decoder, x in zip(self.decoders, sources)]
+        return logits, reconstructions
+
+    def get_config(self):
+        return {**super().get_config(), "resolution": self.resolution, "channels": self.channels,
+                "n_params": self.n_params, "width": self.width}
+
+
+def take_quadrant(images, quadrant):
+    """Quadrant of (B, H, W, C) -> (B, H/2, W/2, C); quadrant an int (the same for every
+    sample) or (B,) ints, row-major 0..3 (0 top-left, 3 bottom-right)."""
+    h, w = images.shape[1] // 2, images.shape[2] // 2
+    quarters = [images[:, :h, :w], images[:, :h, w:], images[:, h:, :w], images[:, h:, w:]]
+    if isinstance(quadrant, int):
+        return quarters[quadrant]
+    select = ops.one_hot(ops.cast(quadrant, "int32"), 4, dtype=images.dtype)
+    return ops.einsum("bq,bqhwc->bhwc", select, ops.stack(quarters, axis=1))
+
+
+def reconstruction_targets(real_full, size, quadrant):
+    """What the decoders must reproduce from a real map (B, R, R, C): the map pooled to
+    ``size`` (for the full and the half branch) and its ``quadrant`` pooled to ``size``."""
+    pooled = average_pool(real_full, real_full.shape[1] // size)
+    part = take_quadrant(real_full, quadrant)
+    return [pooled, pooled, average_pool(part, part.shape[1] // size)]
+
+
+def reconstruction_loss(reconstructions, targets):
+    """Sum over decoders of the mean absolute error (L1), float32."""
+    return sum(ops.mean(ops.abs(ops.cast(r, "float32") - ops.cast(t, "float32")))
+               for r, t in zip(reconstructions, targets))
+
+
+def gradient_penalty(critic, real, fake, epsilon, weight=10.0):
+    """WGAN-GP penalty ``weight * E[(||grad D(x_hat)||_2 - 1)^2]`` (Gulrajani et al. 2017).
+
+    critic: callable taking the images (one positional argument per resolution) and
+      returning (B,) scores; it must treat samples independently (no batch norm).
+    real, fake: sequences of images at each resolution, (B, ...) each.
+    epsilon: (B,) mixing weights in [0, 1]; x_hat = eps * x + (1 - eps) * x_fake at every
+      resolution with the same eps per sample.
+    The gradient norm is taken over all inputs' pixels jointly: ||g||^2 = sum over the
+    resolutions of the squared gradients, i.e. the critic is one function of the pair.
+    Returns a float32 scalar.
+    """
+    import tensorflow as tf  # the inner gradient is TensorFlow's GradientTape
+    eps = tf.cast(epsilon, tf.float32)
+    mixed = []
+    for x, x_fake in zip(real, fake):
+        e = tf.reshape(eps, [-1] + [1] * (len(x.shape) - 1))
+        mixed.append(e * tf.cast(x, tf.float32) + (1.0 - e) * tf.cast(x_fake, tf.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(mixed)
+        scores = tf.cast(critic(*mixed), tf.float32)
+    grads = tape.gradient(scores, mixed)  # sum of per-sample scores: per-sample gradients
+    squared = sum(tf.reduce_sum(tf.square(g), axis=list(range(1, len(g.shape)))) for g in grads)
+    norm = tf.sqrt(squared + 1e-12)  # finite gradient of the norm at 0
+    return weight * tf.reduce_mean(tf.square(norm - 1.0))
+
+
+def default_optimizer():
+    """Adam(2e-4, beta_1=0.5, beta_2=0.999), the FastGAN / paper setting."""
+    return keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999)
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class MultifieldGAN(keras.Model):
+    """Adversarial training of a Generator and a Discriminator, with a generator EMA.
+
+    Args:
+      generator, discriminator: of the same resolution, channels and n_params.
+      loss: "wgan-gp" (d = E[D(fake)] - E[D(real)] + GP) or "hinge"
+        (d = E[relu(1 - D(real))] + E[relu(1 + D(fake))]); g = -E[D(fake)] for both.
+      gp_weight: lambda of the gradient penalty (wgan-gp only).
+      reconstruction_weight: weight of the decoders' L1 loss on real maps, added to d.
+      ema_decay: decay d of the generator moving average; at step t the EMA moves with
+        min(d, (1 + t) / (10 + t)) (warm-up, as TensorFlow's ExponentialMovingAverage with
+        num_updates), so it is useful after short runs too.
+      n_critic: discriminator steps per generator step (all on the same real batch).
+      seed: seed of the noise drawn in train_step. Every draw (z, interpolation epsilon,
+        decoder quadrant) is stateless, keyed on (seed, iteration, replica, draw), so a run
+        resumed from a checkpoint repeats exactly what the uninterrupted run would do.
+
+    ``fit`` takes batches (maps (B, R, R, C) in [-1, 1], theta (B, n_params)); the real
+    half-resolution map is the 2x2 average pool of the full one. ``compile(d_optimizer,
+    g_optimizer)``; the model (with ``ema_generator``, the iteration counter and both
+    optimizers' state) is built by ``build()`` and saved whole in ``.keras`` files.
+    Metrics: d_loss, g_loss, gp, recon, wasserstein (E[D(real)] - E[D(fake)]).
+    """
+
+    def __init__(self, generator, discriminator, loss="wgan-gp", gp_weight=10.0,
+                 reconstruction_weight=1.0, ema_decay=0.999, n_critic=1, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        for key in ("resolution", "channels", "n_params"):
+            if getattr(generator, key) != getattr(discriminator, key):
+                raise ValueError(f"generator and discriminator differ in {key}: "
+                                 f"{getattr(generator, key)} vs {getattr(discriminator, key)}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if int(n_critic) < 1:
+            raise ValueError(f"n_critic must be at least 1, got {n_critic}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss_name = loss
+        self.gp_weight = float(gp_weight)
+        self.reconstruction_weight = float(reconstruction_weight)
+        self.ema_decay = float(ema_decay)
+        self.n_critic = int(n_critic)
+        self.seed = int(seed)
+        self.ema_generator = Generator.from_config(
+            {**generator.get_config(), "name": f"ema_{generator.name}"})
+        self.ema_generator.trainable = False
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("d_loss", "g_loss", "gp", "recon", "wasserstein")}
+        self.d_optimizer = None
+        self.g_optimizer = None
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # --- building, compiling, saving ---------------------------------------------------------
+
+    def build(self, input_shape=None):
+        """Build both networks and the EMA copy (initialised to the generator's weights), the
+        iteration counter, and the optimizers if compiled."""
+        for network in (self.generator, self.discriminator, self.ema_generator):
+            if not network.built:
+                network.build()
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights):
+            if average.shape != weight.shape:
+                raise ValueError(f"EMA weight {average.path} {average.shape} does not match "
+                                 f"{weight.path} {weight.shape}")
+            average.assign(weight)
+        self.iteration = self.add_weight(name="iteration", shape=(), dtype="int64",
+                                         initializer="zeros", trainable=False,
+                                         aggregation="only_first_replica")
+        self.built = True
+        self.build_optimizers()
+
+    def get_build_config(self):
+        return {"built": True} if self.built else {}
+
+    def build_from_config(self, config):
+        if config:
+            self.build()
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Set the two optimizers (default ``default_optimizer()`` each); under a
+        mixed_float16 policy each is wrapped in a LossScaleOptimizer. Other keyword
+        arguments (run_eagerly, jit_compile, steps_per_execution) go to keras' compile.
+        Builds the model and both optimizers."""
+        super().compile(optimizer=None, **kwargs)
+        if not self.built:
+            self.build()
+        self.d_optimizer = self._scaled(d_optimizer or default_optimizer(), self.discriminator)
+        self.g_optimizer = self._scaled(g_optimizer or default_optimizer(), self.generator)
+        self.build_optimizers()
+
+    @staticmethod
+    def _scaled(optimizer, network):
+        if (network.dtype_policy.name == "mixed_float16"
+                and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+            return keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    def build_optimizers(self):
+        """Create both optimizers' variables (moments, step counts), so that a checkpoint
+        restores them instead of leaving fresh ones. No-op before build() and compile()."""
+        if not self.built or self.d_optimizer is None:
+            return
+        if not self.d_optimizer.built:
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        if not self.g_optimizer.built:
+            self.g_optimizer.build(self.generator.trainable_variables)
+
+    def get_compile_config(self):
+        if self.d_optimizer is None:
+            return {}
+        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+
+    def get_config(self):
+        return {**super().get_config(),
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+                "loss": self.loss_name, "gp_weight": self.gp_weight,
+                "reconstruction_weight": self.reconstruction_weight,
+                "ema_decay": self.ema_decay, "n_critic": self.n_critic, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("generator", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    # --- sampling ----------------------------------------------------------------------------
+
+    def call(self, inputs, training=False):
+        """The EMA generator's maps: inputs [z, theta] -> (full, half)."""
+        return self.ema_generator(inputs, training=False)
+
+    def generate(self, theta, z=None, seed=None, use_ema=True, batch_size=64):
+        """Maps for parameters ``theta`` (N, n_params) ((N, 0) when unconditional).
+
+        z: (N, latent_dim) latents, or None to draw standard normals with
+        ``numpy.random.default_rng(seed)``. use_ema: sample the moving-average generator
+        (else the trained one); batch norm uses its moving statistics either way.
+        Returns numpy float32 (N, R, R, channels) in [-1, 1].
+        """
+        theta = np.asarray(theta, "float32")
+        if theta.ndim != 2 or theta.shape[1] != self.generator.n_params:
+            raise ValueError(f"theta must have shape (N, {self.generator.n_params}), "
+                             f"got {theta.shape}")
+        if z is None:
+            z = np.random.default_rng(seed).standard_normal(
+                (len(theta), self.generator.latent_dim)).astype("float32")
+        z = np.asarray(z, "float32")
+        if z.shape != (len(theta), self.generator.latent_dim):
+            raise ValueError(f"z must have shape ({len(theta)}, {self.generator.latent_dim}), "
+                             f"got {z.shape}")
+        if not self.built:
+            self.build()
+        network = self.ema_generator if use_ema else self.generator
+        maps = [ops.convert_to_numpy(network([z[i:i + batch_size], theta[i:i + batch_size]],
+                                             training=False)[0])
+                for i in range(0, len(theta), batch_size)]
+        return np.concatenate(maps, axis=0)
+
+    # --- training ----------------------------------------------------------------------------
+
+    def _draw_seed(self, iteration, draw):
+        """Stateless seed for draw number ``draw`` of step ``iteration`` on this replica."""
+        import tensorflow as tf
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        seed = tf.stack([tf.constant(self.seed, tf.int64), iteration])
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+        return tf.random.experimental.stateless_fold_in(seed, draw)
+
+    def _critic_step(self, real_full, real_half, theta, iteration, step):
+        """One discriminator update; returns (d_loss, gp, recon, wasserstein) float32."""
+        import tensorflow as tf
+        batch = tf.shape(real_full)[0]
+        z = tf.random.stateless_normal((batch, self.generator.latent_dim),
+                                       self._draw_seed(iteration, 3 * step))
+        epsilon = tf.random.stateless_uniform((batch,), self._draw_seed(iteration, 3 * step + 1))
+        quadrant = tf.random.stateless_uniform((batch,), self._draw_seed(iteration, 3 * step + 2),
+                                               minval=0, maxval=4, dtype=tf.int32)
+        fake_full, fake_half = self.generator([z, theta], training=True)
+        targets = reconstruction_targets(real_full, self.discriminator.reconstruction_size,
+                                         quadrant)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        network = self.discriminator
+        with tf.GradientTape() as tape:
+            real_logits, reconstructions = network([real_full, real_half, theta], training=True,
+                                                   return_reconstructions=True, quadrant=quadrant)
+            fake_logits = network([fake_full, fake_half, theta], training=True)
+            wasserstein = ops.mean(real_logits) - ops.mean(fake_logits)
+            if self.loss_name == "wgan-gp":
+                adversarial = -wasserstein
+                gp = gradient_penalty(lambda f, h: network([f, h, theta], training=True),
+                                      (real_full, real_half), (fake_full, fake_half),
+                                      epsilon, self.gp_weight)
+            else:
+                adversarial = (ops.mean(ops.relu(1.0 - real_logits))
+                               + ops.mean(ops.relu(1.0 + fake_logits)))
+                gp = ops.zeros((), "float32")
+            recon = reconstruction_loss(reconstructions, targets)
+            d_loss = adversarial + gp + self.reconstruction_weight * recon
+            scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+        grads = tape.gradient(scaled, network.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(grads, network.trainable_variables))
+        return d_loss, gp, recon, wasserstein
+
+    def _generator_step(self, theta, iteration):
+        """One generator update; returns g_loss float32."""
+        import tensorflow as tf
+        batch = tf.shape(theta)[0]
+        z = tf.random.stateless_normal((batch, self.generator.latent_dim),
+                                       self._draw_seed(iteration, 3 * self.n_critic))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            fake_full, fake_half = self.generator([z, theta], training=True)
+            g_loss = -ops.mean(self.discriminator([fake_full, fake_half, theta], training=True))
+            scaled = self.g_optimizer.scale_loss(g_loss / replicas)
+        grads = tape.gradient(scaled, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        return g_loss
+
+    def _update_ema(self, iteration):
+        """ema <- d ema + (1 - d) w for every generator weight (batch-norm statistics too),
+        d = min(ema_decay, (1 + t) / (10 + t)) at step t."""
+        t = ops.cast(iteration, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.ema_generator.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * weight)
+
+    def _unpack(self, data):
+        """(real_full float32 (B, R, R, C), theta float32 (B, n_params)) from a batch."""
+        if isinstance(data, (tuple, list)):
+            real_full, theta = data[0], (data[1] if len(data) > 1 else None)
+        else:
+            real_full, theta = data, None
+        r, c = self.generator.resolution, self.generator.channels
+        if tuple(real_full.shape[1:]) != (r, r, c):
+            raise ValueError(f"real maps must have shape (B, {r}, {r}, {c}), got {real_full.shape}")
+        n = self.generator.n_params
+        if theta is None:
+            if n:
+                raise ValueError(f"the model is conditioned on {n} parameters: "
+                                 f"give batches of (maps, theta)")
+            theta = ops.zeros((ops.shape(real_full)[0], 0))
+        elif theta.shape[-1] != n:
+            raise ValueError(f"theta must have shape (B, {n}), got {theta.shape}")
+        return ops.cast(real_full, "float32"), ops.cast(theta, "float32")
+
+    def train_step(self, data):
+        import tensorflow as tf
+        real_full, theta = self._unpack(data)
+        real_half = average_pool(real_full, 2)
+        self.iteration.assign_add(1)
+        iteration = tf.identity(self.iteration.value)
+        for step in range(self.n_critic):
+            d_loss, gp, recon, wasserstein = self._critic_step(real_full, real_half, theta,
+                                                               iteration, step)
+        g_loss = self._generator_step(theta, iteration)
+        self._update_ema(iteration)
+        values = {"d_loss": d_loss, "g_loss": g_loss, "gp": gp, "recon": recon,
+                  "wasserstein": wasserstein}
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

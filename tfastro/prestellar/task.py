@@ -1,0 +1,265 @@
+"""Prestellar cores: the Conv3D column network from PPV cubes to 3D density and velocity.
+
+Data. ``data_dir`` holds the cores written by ``python -m tfastro.prestellar.synthetic``
+(``prestellar.h5``: PPV cubes, log10 density and v_z cubes, each core's parameters; axis
+convention of :mod:`tfastro.prestellar.synthetic`). Cores are split by index: the first 80 per cent
+train, the next 10 per cent validate, the rest test. The network sees normalised arrays: PPV
+divided by the training cores' largest value, log10 density and v_z standardised with the
+training cores' mean and spread; the constants come from the training cores of ``data_dir``
+every run, so training and evaluation agree.
+
+Training: :class:`tfastro.prestellar.model.ColumnNet` (``column_width`` filters, ``column_depth``
+blocks, ``spectral_kernel``, the global-context path unless ``--nocolumn_context``,
+``column_dropout``), MSE over both standardised targets, Adam (lr 1e-3, batch 8 by default),
+random sky-plane symmetries of whole cores, early stopping with checkpoints every epoch
+(:mod:`tfastro.core.epochs`: an interrupted run resumes, a finished one only evaluates).
+
+Evaluation (after training, or ``is_training=False``) of the test cores, written under
+``<gen_frm_dir>/<iteration>/``: ``metrics.json`` with per-voxel errors of log density and v_z
+(RMSE, MAE, bias, the sign of v_z per voxel and per column) of the network and of the
+mean-profile baseline (the training cores' mean cubes), radial profiles and fitted Plummer
+radius and slope of truth, prediction and baseline against the generating parameters, and the
+calibration of the MC-dropout uncertainty (``mc_samples`` passes); ``prediction.npy`` and
+``uncertainty.npy`` ((cores, Nx, Ny, Nz, 2) in physical units: log10 n / n_peak and km/s);
+PNGs of the PPV cube, profiles, slices and uncertainty maps. With ``scan_window`` > 0 the
+cubes are predicted window by window (equal to one pass, in bounded memory).
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from tfastro.core.checkpoints import RunOptions
+from tfastro.core.epochs import iteration, write_json
+from tfastro.core.errors import UserInputError
+
+SPLIT_FRACTIONS = (0.8, 0.1)  # training, validation; the rest is the test set
+
+
+CHECKPOINT_FLAGS = ("--column_width, --column_depth, --spectral_kernel, --column_context and "
+                    "the cubes' grid and channels")
+
+
+_ARCHITECTURE = ("n_depth", "n_channels", "width", "depth", "spatial_kernel", "spectral_kernel",
+                 "spectral_stride", "context", "context_units", "hidden", "in_channels")
+
+
+@dataclasses.dataclass
+class ColumnConfig(RunOptions):
+    """Settings of a column run; field names and meanings are run.py's flags."""
+    is_training: bool = True
+    dataset_name: str = "prestellar"
+    model_name: str = "column"
+    data_dir: str = "data/prestellar"
+    column_width: int = 16
+    column_depth: int = 3
+    spectral_kernel: int = 7
+    column_context: bool = True
+    column_dropout: float = 0.1
+    mc_samples: int = 32
+    scan_window: int = 0
+    lr: float = 1e-3
+    batch_size: int = 8
+    epochs: int = 50
+    patience: int = 5
+    save_dir: str = "checkpoints/column"
+    gen_frm_dir: str = "results/column"
+
+
+def validate_config(cfg):
+    """Check the flags that need no file; raises UserInputError naming the flag."""
+    from tfastro.core.precision import policy_name
+
+    def need(ok, message):
+        if not ok:
+            raise UserInputError(message)
+
+    need(cfg.model_name == "column", f"--model_name={cfg.model_name!r}: expected 'column'")
+    need(cfg.dataset_name == "prestellar", f"--dataset_name={cfg.dataset_name!r}: the column "
+         "network reads prestellar PPV cubes, dataset 'prestellar'")
+    for flag in ("column_width", "column_depth", "spectral_kernel", "mc_samples", "batch_size",
+                 "epochs", "patience"):
+        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
+    need(0 <= cfg.column_dropout < 1, f"--column_dropout={cfg.column_dropout}: expected 0 <= "
+         "rate < 1")
+    need(cfg.scan_window >= 0, f"--scan_window={cfg.scan_window}: expected 0 (one pass) or a "
+         "window side in pixels")
+    need(cfg.lr > 0, f"--lr={cfg.lr}: must be positive")
+    policy_name(cfg.mixed_precision)
+
+
+def load_cores(cfg):
+    """The :class:`tfastro.prestellar.synthetic.CoreSet` of ``data_dir`` and its split:
+    {"train", "validation", "test": core indices}."""
+    from tfastro.prestellar.io import read_prestellar
+    try:
+        cores = read_prestellar(cfg.data_dir)
+    except UserInputError as err:
+        raise UserInputError(f"--data_dir={cfg.data_dir!r}: {err}; `python -m "
+                             "tfastro.prestellar.synthetic --out DIR` writes synthetic "
+                             "cores") from None
+    n = len(cores.params)
+    n_train, n_valid = (int(round(f * n)) for f in SPLIT_FRACTIONS)
+    if n_train < 1 or n_valid < 1 or n - n_train - n_valid < 1:
+        raise UserInputError(f"--data_dir={cfg.data_dir!r}: {n} core(s); the 80/10/10 split "
+                             "needs at least 10")
+    index = np.arange(n)
+    return cores, {"train": index[:n_train], "validation": index[n_train:n_train + n_valid],
+                   "test": index[n_train + n_valid:]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """Network scaling: PPV / ppv_max; targets (log10 density, v_z) -> (t - mean) / std."""
+    ppv_max: float
+    mean: tuple
+    std: tuple
+
+    @classmethod
+    def of_training(cls, cores, train):
+        targets = cores.targets[train]
+        return cls(float(np.max(cores.ppv[train])),
+                   tuple(float(v) for v in targets.mean(axis=(0, 1, 2, 3))),
+                   tuple(float(v) for v in targets.std(axis=(0, 1, 2, 3))))
+
+    def inputs(self, ppv):
+        return (np.asarray(ppv, np.float32) / self.ppv_max)[..., None]
+
+    def targets(self, targets):
+        return ((targets - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
+
+    def physical(self, values, spread=False):
+        """Network outputs back in log10 n / n_peak and km/s (``spread``: a std, not shifted)."""
+        values = np.asarray(values, np.float32) * np.float32(self.std)
+        return values if spread else values + np.float32(self.mean)
+
+
+def build_model(cfg, cores):
+    """The compiled ColumnNet for the cubes of ``cores`` (in the precision of
+    --mixed_precision; under mixed_float16 Keras wraps Adam in a LossScaleOptimizer)."""
+    import keras
+
+    from tfastro.core.precision import policy_name, precision_policy
+    from tfastro.prestellar.model import ColumnNet
+    n = cores.log_density.shape[-1]
+    with precision_policy(policy_name(cfg.mixed_precision)):
+        model = ColumnNet(n, cores.ppv.shape[-1], width=cfg.column_width, depth=cfg.column_depth,
+                          spectral_kernel=cfg.spectral_kernel, context=cfg.column_context,
+                          dropout=cfg.column_dropout, seed=cfg.seed)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse", jit_compile=cfg.jit_compile)
+    model.build((None,) + cores.ppv.shape[1:] + (1,))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def architecture(model):
+    """What a ColumnNet checkpoint must share with the flags to be used."""
+    config = model.get_config()
+    return type(model).__name__, {k: config.get(k) for k in _ARCHITECTURE}
+
+
+def predict(cfg, model, ppv):
+    """One-pass (or, with ``scan_window``, windowed) predictions of network inputs ``ppv``."""
+    from tfastro.prestellar.model import scan_predict
+    if not cfg.scan_window:
+        return np.asarray(model.predict(ppv, batch_size=cfg.batch_size, verbose=0))
+    try:
+        return np.stack([scan_predict(model, cube, cfg.scan_window) for cube in ppv])
+    except ValueError as err:
+        raise UserInputError(f"--scan_window={cfg.scan_window}: {err}") from None
+
+
+def evaluate(cfg, model, cores, split, norm, log):
+    """Score the test cores against the truth and the mean-profile baseline; write the outputs
+    of the module docstring. Returns the metrics."""
+    from tfastro.core.checkpoints import results_dir
+    from tfastro.prestellar import evaluation as scores
+    from tfastro.prestellar import figures as viz
+    from tfastro.prestellar.model import mc_dropout_predict
+    test = split["test"]
+    ppv, truth = norm.inputs(cores.ppv[test]), cores.targets[test]
+    params = [cores.params[i] for i in test]
+    predicted = norm.physical(predict(cfg, model, ppv))
+    mc_mean, mc_std = mc_dropout_predict(model, ppv, cfg.mc_samples, seed=cfg.seed)
+    mc_mean, mc_std = norm.physical(mc_mean), norm.physical(mc_std, spread=True)
+    baseline = scores.mean_baseline(cores.targets[split["train"]])
+    threshold = cores.channel_width  # |v_z| below one channel counts as at rest
+    metrics = {
+        "iteration": iteration(model), "test_cores": int(len(test)),
+        "network": scores.voxel_errors(predicted, truth, threshold),
+        "mean_profile_baseline": scores.voxel_errors(baseline, truth, threshold),
+        "profiles": scores.profile_scores(predicted[..., 0], truth[..., 0], params,
+                                          baseline=baseline[..., 0]),
+        "mc_dropout": {"samples": cfg.mc_samples,
+                       **scores.calibration(mc_mean, mc_std, truth)},
+        "units": {"log_density": "log10(n / n_peak)", "v_z": "km/s",
+                  "v_sign_threshold": "one channel width"},
+        "prediction": "windowed" if cfg.scan_window else "one pass"}
+    out = results_dir(cfg.gen_frm_dir, iteration(model))
+    write_json(out, "metrics.json", metrics)
+    np.save(os.path.join(out, "prediction.npy"), predicted)
+    np.save(os.path.join(out, "uncertainty.npy"), mc_std)
+    viz.plot_ppv(cores.ppv[test[0]], cores.velocities, path=os.path.join(out, "ppv.png"))
+    profiles = metrics["profiles"]
+    fits = {name: (profiles[name]["a"][0], profiles[name]["p"][0], profiles[name]["log10_peak"][0])
+            for name in ("truth", "prediction", "baseline") if profiles[name]["a"][0] is not None}
+    viz.plot_profiles(profiles["r"][0], profiles["truth"]["profile"][0],
+                      profiles["prediction"]["profile"][0], fits,
+                      profiles["baseline"]["profile"][0],
+                      (profiles["true_a"][0], profiles["true_p"][0]),
+                      path=os.path.join(out, "profiles.png"))
+    viz.plot_slices(truth[0], predicted[0], path=os.path.join(out, "slices.png"))
+    viz.plot_uncertainty(mc_std[0], mc_mean[0] - truth[0], path=os.path.join(out, "uncertainty.png"))
+    net, base = metrics["network"], metrics["mean_profile_baseline"]
+    log(f"test cores: {len(test)}; log density RMSE {net['log_density']['rmse']:.3f} (mean "
+        f"profile {base['log_density']['rmse']:.3f}); v_z RMSE {net['v_z']['rmse']:.3f} km/s "
+        f"(mean {base['v_z']['rmse']:.3f}); sign of v_z right in "
+        f"{100 * net['v_sign']['voxel_accuracy']:.1f}% of moving voxels")
+    log(f"evaluation written to {out}")
+    return metrics
+
+
+def train(cfg, log=print):
+    """Train (resuming from save_dir) with early stopping, then evaluate the test cores."""
+    import keras
+
+    from tfastro.core.checkpoints import worker_strategy
+    from tfastro.core.distribute import even_global_batch, shard_by_data
+    from tfastro.core.epochs import starting_model, train_epochs
+    from tfastro.prestellar.pipeline import core_dataset
+    validate_config(cfg)
+    strategy, cfg = worker_strategy(cfg)
+    cores, split = load_cores(cfg)
+    norm = Normalisation.of_training(cores, split["train"])
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        model, state = starting_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
+                                      signature=architecture)
+    data = {s: (norm.inputs(cores.ppv[i]), norm.targets(cores.targets[i]))
+            for s, i in split.items() if s != "test"}
+    log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
+        f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
+        f"{iteration(model)}; {strategy.num_replicas_in_sync} replica(s)")
+    batch = {s: even_global_batch(len(split[s]), cfg.batch_size, strategy, f"{s} cores")
+             for s in ("train", "validation")}
+    train_epochs(model, shard_by_data(core_dataset(*data["train"], batch["train"],
+                                                   seed=cfg.seed, augment=True)),
+                 shard_by_data(core_dataset(*data["validation"], batch["validation"],
+                                            shuffle=False)), state, cfg, log)
+    return model, evaluate(cfg, model, cores, split, norm, log)
+
+
+def test(cfg, log=print):
+    """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test cores."""
+    from tfastro.core.distribute import use_gpus
+    from tfastro.core.epochs import evaluation_model
+    validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
+    cores, split = load_cores(cfg)
+    model = evaluation_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
+                             signature=architecture)
+    return evaluate(cfg, model, cores, split, Normalisation.of_training(cores, split["train"]), log)
+
+
+def run(cfg, log=print):
+    return train(cfg, log)[1] if cfg.is_training else test(cfg, log)

@@ -1,0 +1,66 @@
+"""Supernova shells: 3D-MIM forecasts of supernova-shell expansion as 3D voxel clips.
+
+Modules (the same names in every case package):
+
+* ``io`` — the sn ``.npz`` file of the original 3D-MIM (frames, clips, dims).
+* ``synthetic`` — synthetic Sedov-Taylor shells in that layout
+  (``python -m tfastro.supernova.synthetic --out data/sn/SampleData.npz``).
+* ``pipeline`` — ``tf.data`` batches of clips ``(batch, time, X, Y, Z, C)`` (TensorFlow).
+* ``layers``, ``model``, ``optimizers`` — the MIM cells, the ``MIM3D`` Keras model, ``MIMAdam``.
+* ``config``, ``task`` — ``run.py --model_name mim``: training, resuming, forecasting.
+* ``evaluation`` — shell masks and radii, the Sedov-Taylor law, per-frame forecast scores.
+* ``figures`` — cross-sections and forecast GIFs.
+
+The names below import without TensorFlow (Keras on JAX works); ``pipeline`` and ``task`` are
+imported from their modules.
+"""
+from tfastro.supernova.evaluation import ForecastScores, frame_mae, frame_mse, frame_psnr
+from tfastro.supernova.figures import central_slice, save_cross_sections, save_forecast_gif
+from tfastro.supernova.io import (
+                                  REQUIRED_KEYS,
+                                  SNData,
+                                  check_sn_config,
+                                  default_clips,
+                                  load_sn_npz,
+                                  save_sn_npz,
+)
+from tfastro.supernova.layers import (
+                                  MIMN3D,
+                                  MIMS3D,
+                                  PEEPHOLES,
+                                  ChannelGlorotUniform,
+                                  ConvNorm3D,
+                                  MIMBlock3D,
+                                  SpatioTemporalLSTMCell3D,
+)
+from tfastro.supernova.model import (
+                                  MIM3D,
+                                  check_num_hidden,
+                                  frame_loss,
+                                  reshape_patch,
+                                  reshape_patch_back,
+                                  sampling_eta,
+)
+from tfastro.supernova.optimizers import MIMAdam
+from tfastro.supernova.synthetic import (
+                                  KYR_S,
+                                  M_H_G,
+                                  MEDIA,
+                                  PC_CM,
+                                  SNParams,
+                                  blast_density,
+                                  lognormal_cloud,
+                                  main,
+                                  make_sn_clips,
+                                  normalise_density,
+                                  sn_density_clips,
+)
+
+__all__ = ["REQUIRED_KEYS", "SNData", "load_sn_npz", "check_sn_config", "default_clips",
+           "save_sn_npz", "PC_CM", "KYR_S", "M_H_G", "MEDIA", "SNParams", "lognormal_cloud",
+           "blast_density", "sn_density_clips", "normalise_density", "make_sn_clips", "main",
+           "PEEPHOLES", "SpatioTemporalLSTMCell3D", "MIMS3D", "MIMN3D", "MIMBlock3D",
+           "ChannelGlorotUniform", "ConvNorm3D", "sampling_eta", "frame_loss", "check_num_hidden",
+           "MIM3D", "reshape_patch", "reshape_patch_back", "MIMAdam", "frame_mse", "frame_mae",
+           "frame_psnr", "ForecastScores", "central_slice", "save_cross_sections",
+           "save_forecast_gif"]

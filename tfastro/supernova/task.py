@@ -1,0 +1,337 @@
+"""3D-MIM supernova-shell forecasting: data + model + training + forecasting + scores.
+
+Mirrors the original run.py: train up to ``max_iterations`` (printing the loss every
+``display_interval``, writing a checkpoint every ``snapshot_interval``, forecasting the
+validation clips every ``test_interval``), or, with ``is_training=False``, only forecast and
+score. Differences from the original: a run resumes from the newest checkpoint in
+``save_dir`` (nothing is deleted unless ``fresh_start``), every validation batch is scored,
+3D SSIM and shell metrics are computed, pictures cut through the middle of the real grid.
+
+Outputs of one forecast, under ``<gen_frm_dir>/<iteration>/``: ``metrics.json`` (per predicted
+frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
+``num_save_samples`` clips, ``<k>/gt.npy`` (whole clip, (T, X, Y, Z, C)), ``<k>/pd.npy``
+(forecast of the output frames), ``<k>/gt<i>.png``, ``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
+"""
+import dataclasses
+import json
+import os
+import time
+from datetime import datetime
+
+import numpy as np
+
+from tfastro.core.errors import UserInputError
+
+MEMORY_FRACTION_FOR_ACTIVATIONS = 0.25
+
+
+@dataclasses.dataclass
+class MIM3DConfig:
+    """Settings of a 3D-MIM run; field names and meanings are those of run.py's flags."""
+    is_training: bool = True
+    dataset_name: str = "sn"
+    train_data_paths: str = ""
+    valid_data_paths: str = ""
+    save_dir: str = "checkpoints/mim3d"
+    gen_frm_dir: str = "results/mim3d"
+    input_length: int = 10
+    total_length: int = 20
+    img_width: int = 32
+    img_height: int = 0
+    img_depth: int = 32
+    img_channel: int = 1
+    model_name: str = "mim"
+    pretrained_model: str = ""
+    num_hidden: str = "64,64,64,64"
+    filter_size: int = 5
+    stride: int = 1
+    patch_size: int = 2
+    layer_norm: bool = True
+    scheduled_sampling: bool = True
+    sampling_stop_iter: int = 50000
+    sampling_start_value: float = 1.0
+    sampling_changing_rate: float = 0.00002
+    lr: float = 0.001
+    reverse_input: bool = True
+    reverse_img: bool = False
+    batch_size: int = 8
+    max_iterations: int = 80000
+    display_interval: int = 1
+    test_interval: int = 1000
+    snapshot_interval: int = 1000
+    num_save_samples: int = 10
+    n_gpu: int = 0
+    allow_gpu_growth: bool = False
+    precision: str = "float32"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    remat: str = "auto"
+    peephole: str = "voxel"
+    strategy: str = "default"
+    fresh_start: bool = False
+    keep_checkpoints: int = 5
+    seed: int = 0
+
+    @property
+    def grid(self):
+        """(X, Y, Z) voxels; img_height 0 means img_width."""
+        return (self.img_width, self.img_height or self.img_width, self.img_depth)
+
+    @property
+    def policy(self):
+        """Keras dtype policy of --mixed_precision (or its alias --precision bfloat16)."""
+        from tfastro.core.precision import policy_name
+        return policy_name(self.mixed_precision, self.precision)
+
+    @property
+    def hidden(self):
+        """num_hidden as a tuple of ints (UserInputError naming --num_hidden otherwise)."""
+        from tfastro.supernova.model import check_num_hidden
+        text = self.num_hidden if isinstance(self.num_hidden, str) else ",".join(map(str, self.num_hidden))
+        try:
+            return check_num_hidden(v.strip() for v in text.split(","))
+        except ValueError as err:
+            raise UserInputError(f"--num_hidden={text!r}: {err}") from None
+
+
+def validate_config(cfg):
+    """Check the flags that need no file; raises UserInputError naming the flag."""
+    def need(ok, message):
+        if not ok:
+            raise UserInputError(message)
+
+    need(cfg.dataset_name == "sn", f"--dataset_name={cfg.dataset_name!r}: tfastro's 3D-MIM "
+         "reads 3D voxel clips, dataset 'sn' (.npz with clips, dims, input_raw_data)")
+    need(cfg.model_name == "mim", f"--model_name={cfg.model_name!r}: only 'mim' is available")
+    cfg.hidden, cfg.policy  # noqa: B018  (validate --num_hidden, --mixed_precision)
+    need(cfg.input_length >= 1, f"--input_length={cfg.input_length}: must be at least 1")
+    need(cfg.input_length < cfg.total_length, f"--input_length={cfg.input_length} must be "
+         f"smaller than --total_length={cfg.total_length}")
+    for flag, value in (("img_width", cfg.img_width), ("img_depth", cfg.img_depth),
+                        ("img_channel", cfg.img_channel), ("filter_size", cfg.filter_size),
+                        ("patch_size", cfg.patch_size), ("batch_size", cfg.batch_size),
+                        ("display_interval", cfg.display_interval),
+                        ("test_interval", cfg.test_interval),
+                        ("snapshot_interval", cfg.snapshot_interval)):
+        need(value >= 1, f"--{flag}={value}: must be a positive integer")
+    need(cfg.img_height >= 0, f"--img_height={cfg.img_height}: must be >= 0 (0: same as img_width)")
+    need(cfg.stride == 1, f"--stride={cfg.stride}: 3D-MIM convolutions use stride 1 only")
+    for flag, size in zip(("img_width", "img_height", "img_depth"), cfg.grid):
+        need(size % cfg.patch_size == 0, f"--{flag}={size} is not divisible by "
+             f"--patch_size={cfg.patch_size}")
+    need(cfg.num_save_samples >= 0, f"--num_save_samples={cfg.num_save_samples}: must be >= 0")
+
+
+def load_clips(cfg, flag):
+    """Read and check the data of ``flag`` ('train_data_paths' or 'valid_data_paths')."""
+    from tfastro.supernova.io import check_sn_config, load_sn_npz
+    paths = getattr(cfg, flag)
+    if not paths:
+        raise UserInputError(f"--{flag}: no data file given")
+    try:
+        data = load_sn_npz(paths)
+    except UserInputError as err:
+        raise UserInputError(f"--{flag}: {err}") from None
+    x, y, z = cfg.grid
+    check_sn_config(data, total_length=cfg.total_length, width=x, height=y, depth=z,
+                    channels=cfg.img_channel)
+    return data
+
+
+def activation_bytes(cfg):
+    """Rough memory (bytes) of the activations one training pass keeps without remat.
+
+    About 100 stored values per hidden value per layer and step (gates, norms, states),
+    calibrated on the original's 4.06 GB for run.sh's configuration at 16^3.
+    """
+    x, y, z = cfg.grid
+    bytes_per_value = 4 if cfg.policy == "float32" else 2
+    return (100 * bytes_per_value * cfg.batch_size * x * y * z * cfg.hidden[0]
+            * (cfg.total_length - 1) * len(cfg.hidden))
+
+
+def use_remat(cfg):
+    if cfg.remat != "auto":
+        return cfg.remat == "true"
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return activation_bytes(cfg) > MEMORY_FRACTION_FOR_ACTIVATIONS * physical
+
+
+def build_model(cfg):
+    """A compiled, built MIM3D (and built optimizer) for ``cfg``."""
+    from tfastro.supernova.model import MIM3D
+    from tfastro.supernova.optimizers import MIMAdam
+    model = MIM3D(num_hidden=cfg.hidden, filter_size=cfg.filter_size, patch_size=cfg.patch_size,
+                  input_length=cfg.input_length, total_length=cfg.total_length,
+                  layer_norm=cfg.layer_norm, peephole=cfg.peephole, remat=use_remat(cfg),
+                  reverse_input=cfg.reverse_input, reverse_img=cfg.reverse_img,
+                  scheduled_sampling=cfg.scheduled_sampling,
+                  sampling_start_value=cfg.sampling_start_value,
+                  sampling_changing_rate=cfg.sampling_changing_rate,
+                  sampling_stop_iter=cfg.sampling_stop_iter, seed=cfg.seed,
+                  dtype=None if cfg.policy == "float32" else cfg.policy)
+    # under mixed_float16 Keras wraps MIMAdam in a LossScaleOptimizer; train_step scales the loss
+    model.compile(optimizer=MIMAdam(cfg.lr), jit_compile=cfg.jit_compile)
+    model.build((None, cfg.total_length) + cfg.grid + (cfg.img_channel,))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+ARCHITECTURE = ("num_hidden", "filter_size", "patch_size", "layer_norm", "peephole")
+
+
+def restore(model, path, frame_shape, flag="--pretrained_model"):
+    """Load weights, optimizer state and counters of checkpoint ``path`` into ``model``,
+    after checking it was written for the same architecture, channels and (with per-voxel
+    peepholes) grid; ``frame_shape`` is (X, Y, Z, C) of the current run."""
+    from tfastro.core.checkpoints import read_checkpoint_config
+    stored, shape = read_checkpoint_config(path, flag)
+    mine = model.get_config()
+    differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
+              for k in ARCHITECTURE if stored.get(k) != mine[k]]
+    if shape is not None:
+        compared = slice(2, None) if model.peephole == "voxel" else slice(-1, None)
+        if list(shape[compared]) != list(((None, None) + tuple(frame_shape))[compared]):
+            differ.append(f"grid and channels: checkpoint {shape[2:]}, flags {list(frame_shape)}")
+    if differ:
+        raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
+                             + "; ".join(differ) + ")")
+    model.load_weights(path)
+    return path
+
+
+def forecast_and_score(model, data, cfg, out_dir, log=print):
+    """Forecast every validation clip from its context with the EMA weights; score and save."""
+    from tfastro.core.precision import base_optimizer
+    from tfastro.supernova.evaluation import ForecastScores
+    from tfastro.supernova.figures import save_cross_sections, save_forecast_gif
+    from tfastro.supernova.pipeline import sn_dataset
+
+    n_in, n_out = cfg.input_length, cfg.total_length - cfg.input_length
+    scores = ForecastScores(n_out)
+    saved = 0
+    dataset = sn_dataset(data, cfg.total_length, cfg.batch_size, shuffle=False)
+    with base_optimizer(model.optimizer).ema_weights(model.trainable_variables):
+        for batch in dataset:
+            clips = batch.numpy()
+            pred = np.asarray(model.predict_on_batch(clips[:, :n_in]), dtype=np.float32)[:, n_in - 1:]
+            scores.update(clips[:, n_in:], pred, clips[:, 0])
+            for clip, forecast in zip(clips, pred):
+                if saved >= cfg.num_save_samples:
+                    break
+                saved += 1
+                sample_dir = os.path.join(out_dir, str(saved))
+                os.makedirs(sample_dir, exist_ok=True)
+                np.save(os.path.join(sample_dir, "gt.npy"), clip)
+                np.save(os.path.join(sample_dir, "pd.npy"), forecast)
+                save_cross_sections(clip, forecast, sample_dir)
+                save_forecast_gif(clip[n_in:], np.clip(forecast, 0, 1),
+                                  os.path.join(sample_dir, "forecast.gif"))
+    result = scores.result()
+    result["iteration"] = int(model.iteration.numpy())
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    log(scores.format_table())
+    log(f"forecasts and scores written to {out_dir}")
+    return result
+
+
+def configure_tensorflow(cfg):
+    """Process-wide TensorFlow settings for a 3D-MIM run (call before building the model).
+
+    - GPU memory growth when ``allow_gpu_growth``;
+    - Grappler graph optimisation off: it spent ~20 s of start-up on the 3D-MIM training
+      graph (~57,000 nodes with the steps unrolled; ~21,000 with the step loop) without
+      making a step faster (bench/mim3d_step.py; the step is dominated by convolutions);
+    - with rematerialisation (a run limited by memory), freed tensors return their memory
+      to the operating system (:func:`tfastro.core.host_memory.return_freed_tensors_to_os`).
+    """
+    if use_remat(cfg):
+        from tfastro.core.host_memory import return_freed_tensors_to_os
+        return_freed_tensors_to_os()
+    import tensorflow as tf
+    if cfg.allow_gpu_growth:
+        from tfastro.core.distribute import allow_gpu_memory_growth
+        allow_gpu_memory_growth()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+
+def train(cfg, log=print):
+    """Train (resuming from save_dir), snapshot and forecast at the configured intervals."""
+    import keras
+
+    from tfastro.core.checkpoints import (
+        results_dir,
+        save_checkpoint,
+        starting_checkpoint,
+        worker_strategy,
+    )
+    from tfastro.core.distribute import global_batch, shard_by_data
+    from tfastro.supernova.pipeline import sn_dataset
+
+    validate_config(cfg)
+    configure_tensorflow(cfg)
+    strategy, cfg = worker_strategy(cfg)
+    batch = global_batch(cfg.batch_size, strategy)
+    train_data = load_clips(cfg, "train_data_paths")
+    valid_data = load_clips(cfg, "valid_data_paths")
+    if train_data.num_clips < batch:
+        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
+                             f"replica(s): the training data {cfg.train_data_paths!r} holds only "
+                             f"{train_data.num_clips} clips")
+    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        model = build_model(cfg)
+    frame_shape = cfg.grid + (cfg.img_channel,)
+    if checkpoint:
+        restore(model, checkpoint, frame_shape, flag=flag)
+        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
+    start = int(model.iteration.numpy())
+    log(f"iteration {start}, sampling eta {float(model.sampling_eta.numpy()):.6f}, "
+        f"remat {model.remat}, precision {cfg.policy}, {strategy.num_replicas_in_sync} replica(s)")
+    if start >= cfg.max_iterations:
+        log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: nothing to train")
+        return model
+
+    class Intervals(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            itr = start + batch + 1
+            if itr % cfg.display_interval == 0:
+                log(f"{datetime.now():%Y-%m-%d %H:%M:%S} itr: {itr}")
+                log(f"training loss: {float(logs['loss'])}")
+            if itr % cfg.snapshot_interval == 0:
+                log(f"saved {save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)}")
+            if itr % cfg.test_interval == 0:
+                forecast_and_score(model, valid_data, cfg, results_dir(cfg.gen_frm_dir, itr), log)
+
+    dataset = shard_by_data(sn_dataset(train_data, cfg.total_length, batch, shuffle=True,
+                                       seed=cfg.seed, repeat=True, drop_remainder=True,
+                                       start_batch=start))
+    began = time.time()
+    model.fit(dataset, epochs=1, steps_per_epoch=cfg.max_iterations - start, verbose=0, shuffle=False,
+              callbacks=[Intervals()])
+    log(f"trained iterations {start + 1}..{cfg.max_iterations} in {time.time() - began:.1f} s")
+    return model
+
+
+def test(cfg, log=print):
+    """Forecast and score the validation data with a checkpoint (--pretrained_model or the
+    newest in save_dir); returns the scores."""
+    from tfastro.core.checkpoints import evaluation_checkpoint, results_dir
+    from tfastro.core.distribute import use_gpus
+
+    validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
+    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    valid_data = load_clips(cfg, "valid_data_paths")
+    configure_tensorflow(cfg)
+    model = build_model(cfg)
+    restore(model, path, cfg.grid + (cfg.img_channel,))
+    log(f"forecasting with {path} (iteration {int(model.iteration.numpy())})")
+    return forecast_and_score(model, valid_data, cfg,
+                              results_dir(cfg.gen_frm_dir, int(model.iteration.numpy())), log)
+
+
+def run(cfg, log=print):
+    return train(cfg, log) if cfg.is_training else test(cfg, log)

@@ -1,0 +1,360 @@
+"""Turbulent-box cubes (Athena++ HDF5 -> FITS), their image pipeline, buffered split and tf.data.
+
+Files
+  ``*.athdf`` (Athena++ HDF5 output): root attributes RootGridSize (nx1, nx2, nx3),
+  MeshBlockSize, NumMeshBlocks, DatasetNames, NumVariables (per dataset), VariableNames (all
+  datasets' variables in order), Time; datasets named by DatasetNames (e.g. "prim", "B")
+  shaped ``(n_vars, n_blocks, nz, ny, nx)``, ``LogicalLocations`` ``(n_blocks, 3)`` (block
+  index i, j, k along x1, x2, x3) and ``Levels`` ``(n_blocks,)``. Only uniform meshes (one
+  level) are assembled; refined meshes are refused.
+  FITS (one file per snapshot): an empty primary HDU (ORIGIN, optional SIMCLASS), then one
+  ImageHDU per field, EXTNAME in ``FIELDS``, float32 ``(N, N, N)`` indexed [z, y, x], BUNIT
+  its unit, NATIVE the grid it was resampled from and RESAMPLE the method.
+
+Fields derived from the Athena++ variables (code units, Heaviside-Lorentz B as in Athena++):
+  density = rho; cr_energy_density = Ec (the cosmic-ray module's variable);
+  magnetic_energy_density = (Bcc1^2 + Bcc2^2 + Bcc3^2) / 2.
+
+Resampling an N^3 cube to ``grid``^3 (:func:`resample_cube`): block averages of
+(N / grid)^3 cells when grid divides N; otherwise periodic band-limited (Fourier) interpolation
+at the new cell centres, which keeps the mean and every mode below both grids' Nyquist
+frequency exactly (and, like any band-limited interpolation, may overshoot next to sharp
+jumps, even below 0 for a positive field).
+
+Image pipeline (:func:`classification_images`; numpy axis 0 of a cube is the slicing axis):
+  log10 of the field, min-max over the whole cube to [0, 255] (non-finite -> 0)
+  (:func:`to_byte_scale`); optionally phases only on each full slice (:func:`flatten_power`);
+  each slice rolled by a random periodic shift, training slices also by the extra ``shifts``
+  (default half a tile in y and x) giving extra copies; each slice cut into tile^2 tiles that
+  cover it exactly once (:func:`tile_image`); each tile histogram-equalised (256 bins) to
+  (0, 1] (:func:`equalise_histogram`). With ``projection`` = n > 1 the image of slice s is
+  the average of the n raw slices s .. s + n - 1 (:func:`project_slices`), taken before the
+  log (a column density).
+
+Buffered split (:func:`buffered_split`): the slicing axis is cut into ``parts`` = 6 equal
+parts numbered 0 .. 5 (part p holds slices [p N // 6, (p + 1) N // 6)); training images come
+from part 1, validation from part 3, test from part 5. Parts 0, 2 and 4 are buffers, so
+between any two sets lies a whole part, also across the periodic wrap (5 -> 0 -> 1). With a
+projection of n slices only windows lying wholly inside their part are used.
+"""
+import os
+
+import h5py
+import numpy as np
+from astropy.io import fits
+
+from tfastro.core.errors import UserInputError
+
+__all__ = ["TURBULENCE_CLASSES", "CLASS_LABELS", "FIELDS", "CODE_UNITS", "athdf_variables",
+           "read_athdf", "athena_fields", "resample_cube", "athena_to_fits", "write_fits_cubes",
+           "read_fits_cube", "fits_units", "class_files"]
+
+
+#: Class folders; a class index is the position in this tuple.
+TURBULENCE_CLASSES = ("mhd", "cr_advection", "cr_diffusion", "cr_diffusion_100kappa",
+                      "cr_streaming")
+
+
+#: Human titles of the classes, in the same order.
+CLASS_LABELS = ("MHD", "CR advection", "CR diffusion", "CR diffusion (100 kappa)",
+                "CR streaming")
+
+
+#: FITS extensions (EXTNAME) of a snapshot.
+FIELDS = ("density", "cr_energy_density", "magnetic_energy_density")
+
+
+#: BUNIT written for fields converted from Athena++ (code units).
+CODE_UNITS = {"density": "code_density", "cr_energy_density": "code_energy_density",
+              "magnetic_energy_density": "code_energy_density"}
+
+
+#: Athena++ variables each field needs.
+_ATHENA_VARIABLES = {"density": ("rho",), "cr_energy_density": ("Ec",),
+                     "magnetic_energy_density": ("Bcc1", "Bcc2", "Bcc3")}
+
+
+def _athdf_attribute(handle, name, path):
+    if name not in handle.attrs:
+        raise UserInputError(f"{path}: missing root attribute {name!r}; expected an "
+                             "Athena++ .athdf file")
+    return handle.attrs[name]
+
+
+def _decoded(names):
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _variable_locations(handle, path):
+    """Variable name -> (dataset name, index in the dataset's first axis)."""
+    datasets = _decoded(_athdf_attribute(handle, "DatasetNames", path))
+    counts = [int(n) for n in _athdf_attribute(handle, "NumVariables", path)]
+    names = _decoded(_athdf_attribute(handle, "VariableNames", path))
+    if len(counts) != len(datasets) or sum(counts) != len(names):
+        raise UserInputError(f"{path}: DatasetNames, NumVariables and VariableNames "
+                             "do not match")
+    locations, start = {}, 0
+    for dataset, count in zip(datasets, counts):
+        for index, name in enumerate(names[start:start + count]):
+            locations[name] = (dataset, index)
+        start += count
+    return locations
+
+
+def _block_layout(handle, path):
+    """(cube shape (nz, ny, nx), block shape, LogicalLocations) of a uniform mesh."""
+    levels = np.asarray(handle["Levels"]) if "Levels" in handle else None
+    if levels is None or "LogicalLocations" not in handle:
+        raise UserInputError(f"{path}: missing Levels or LogicalLocations datasets")
+    if levels.size and np.unique(levels).size > 1:
+        raise UserInputError(f"{path}: refined mesh (levels {sorted(set(levels.tolist()))}); "
+                             "only uniform single-level meshes can be assembled")
+    level = int(levels[0]) if levels.size else 0
+    root = np.asarray(_athdf_attribute(handle, "RootGridSize", path), dtype=np.int64)
+    block = np.asarray(_athdf_attribute(handle, "MeshBlockSize", path), dtype=np.int64)
+    locations = np.asarray(handle["LogicalLocations"], dtype=np.int64)
+    size = root * 2**level  # (nx1, nx2, nx3)
+    n_blocks = int(_athdf_attribute(handle, "NumMeshBlocks", path))
+    per_axis = size // block
+    if ((size % block).any() or n_blocks != np.prod(per_axis) or locations.shape != (n_blocks, 3)
+            or (locations < 0).any() or (locations >= per_axis).any()
+            or len(np.unique(locations, axis=0)) != n_blocks):
+        raise UserInputError(f"{path}: {n_blocks} mesh blocks of {block.tolist()} cells at "
+                             f"LogicalLocations do not tile the {size.tolist()} grid exactly once")
+    return tuple(size[::-1].tolist()), tuple(block[::-1].tolist()), locations
+
+
+def _extent(root_grid):
+    """x_max - x_min of a RootGridX<i> attribute (x_min, x_max, ratio); None when absent."""
+    return None if root_grid is None else float(root_grid[1] - root_grid[0])
+
+
+def athdf_variables(path):
+    """The VariableNames of an Athena++ ``.athdf`` file, in dataset order."""
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path}: no such Athena++ file")
+    with h5py.File(path, "r") as handle:
+        return list(_variable_locations(handle, path))
+
+
+def read_athdf(path, variables=None):
+    """Assemble variables of a uniform-mesh Athena++ ``.athdf`` file into full arrays.
+
+    Args:
+      path: the ``.athdf`` file.
+      variables: names among the file's VariableNames (default: all).
+    Returns:
+      ``(cubes, info)``: variable name -> float32 ``(nz, ny, nx)`` indexed [z, y, x] (block b
+      at z-block k, y-block j, x-block i from ``LogicalLocations[b] = (i, j, k)``); info holds
+      ``time`` and ``box`` (x3, x2, x1 extents from RootGridX3/X2/X1, None when absent).
+    """
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path}: no such Athena++ file")
+    with h5py.File(path, "r") as handle:
+        found = _variable_locations(handle, path)
+        variables = list(found) if variables is None else list(variables)
+        missing = [v for v in variables if v not in found]
+        if missing:
+            raise UserInputError(f"{path}: no variable {', '.join(missing)}; the file has "
+                                 f"{', '.join(found)}")
+        shape, block, locations = _block_layout(handle, path)
+        cubes = {}
+        for name in variables:
+            dataset, index = found[name]
+            data = handle[dataset][index]
+            cube = np.empty(shape, dtype=np.float32)
+            for b, (i, j, k) in enumerate(locations):
+                cube[k * block[0]:(k + 1) * block[0], j * block[1]:(j + 1) * block[1],
+                     i * block[2]:(i + 1) * block[2]] = data[b]
+            cubes[name] = cube
+        box = tuple(_extent(handle.attrs.get(f"RootGridX{axis}")) for axis in (3, 2, 1))
+        info = {"time": float(handle.attrs.get("Time", np.nan)), "box": box}
+    return cubes, info
+
+
+def athena_fields(cubes, fields=FIELDS):
+    """Derived fields (see the module docstring) from assembled Athena++ variables.
+
+    Returns:
+      field name -> float32 cube.
+    """
+    derived = {}
+    for field in fields:
+        if field == "magnetic_energy_density":
+            derived[field] = 0.5 * (cubes["Bcc1"] ** 2 + cubes["Bcc2"] ** 2 + cubes["Bcc3"] ** 2)
+        else:
+            derived[field] = cubes[_ATHENA_VARIABLES[field][0]]
+    return derived
+
+
+def _fourier_resample_axis(x, grid, axis):
+    """Band-limited resampling of periodic cell averages along ``axis`` to ``grid`` cells.
+
+    Output cell j is the interpolant at its centre, input-cell coordinate
+    j N / grid + (N / grid - 1) / 2; modes with |k| < min(N, grid) / 2 are kept exactly, the
+    Nyquist mode of the coarser grid is dropped (keeps the output real).
+    """
+    n = x.shape[axis]
+    modes = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
+    k = np.fft.fftfreq(n, 1.0 / n)
+    kept = np.abs(k) < min(n, grid) / 2.0
+    shift = np.exp(2j * np.pi * k[kept] * (n / grid - 1.0) / (2.0 * n))
+    out = np.zeros(modes.shape[:-1] + (grid,), dtype=complex)
+    out[..., k[kept].astype(np.int64) % grid] = modes[..., kept] * shift
+    return np.moveaxis(np.fft.ifft(out, axis=-1).real * (grid / n), -1, axis)
+
+
+def resample_cube(cube, grid):
+    """Resample a periodic cube ``(N, N, N)`` of cell values to ``(grid, grid, grid)`` float32.
+
+    Block averages of (N / grid)^3 cells when ``grid`` divides N; otherwise band-limited
+    (Fourier) interpolation at the new cell centres, which keeps the mean and every mode with
+    |k| < min(N, grid) / 2 exactly. Returns ``(cube, method)``, method "none", "block" or
+    "fourier".
+    """
+    cube = np.asarray(cube)
+    n = cube.shape[0]
+    if cube.ndim != 3 or len(set(cube.shape)) != 1:
+        raise ValueError(f"cube: expected an (N, N, N) array, got shape {cube.shape}")
+    if grid < 1:
+        raise ValueError(f"grid={grid}: expected a positive number of cells")
+    if grid == n:
+        return cube.astype(np.float32), "none"
+    if n % grid == 0:
+        f = n // grid
+        blocks = cube.reshape(grid, f, grid, f, grid, f).astype(np.float64)
+        return blocks.mean(axis=(1, 3, 5)).astype(np.float32), "block"
+    out = cube.astype(np.float64)
+    for axis in range(3):
+        out = _fourier_resample_axis(out, grid, axis)
+    return out.astype(np.float32), "fourier"
+
+
+def _check_fields(fields, where):
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    unknown = [f for f in fields if f not in FIELDS]
+    if not fields or unknown or len(set(fields)) != len(fields):
+        raise UserInputError(f"{where}: fields={','.join(map(str, fields))}; expected "
+                             f"distinct names among {', '.join(FIELDS)}")
+    return fields
+
+
+def athena_to_fits(athdf_path, fits_path, fields=FIELDS, grid=512, overwrite=False,
+                   units=None, header=None):
+    """Convert an Athena++ ``.athdf`` snapshot to a FITS file of ``fields`` on a ``grid``^3 grid.
+
+    Args:
+      fields: names among ``FIELDS`` (an MHD run without cosmic rays has no
+        cr_energy_density).
+      grid: cells per side of the output (None: the native grid).
+      units: field -> BUNIT (default ``CODE_UNITS``).
+      header: extra primary-header cards (e.g. {"SIMCLASS": "cr_diffusion"}).
+    Returns:
+      ``fits_path``.
+    """
+    fields = _check_fields(fields, f"{athdf_path}")
+    _refuse_overwrite(fits_path, overwrite)
+    needed = {v for f in fields for v in _ATHENA_VARIABLES[f]}
+    missing = sorted(needed - set(athdf_variables(athdf_path)))
+    if missing:
+        raise UserInputError(f"{athdf_path}: no variable {', '.join(missing)} for fields "
+                             f"{', '.join(fields)} (a run without cosmic rays has no Ec)")
+    resampled = {}
+    for field in fields:  # one field at a time: derived on the native grid, then resampled
+        cubes, info = read_athdf(athdf_path, _ATHENA_VARIABLES[field])
+        native = next(iter(cubes.values())).shape
+        if len(set(native)) != 1:
+            raise UserInputError(f"{athdf_path}: mesh {native} is not a cube; expected N^3 "
+                                 "cells")
+        resampled[field], method = resample_cube(athena_fields(cubes, [field])[field],
+                                                 grid or native[0])
+    units = {**CODE_UNITS, **(units or {})}
+    primary = {"ORIGIN": "tfastro athena_to_fits", "SRCFILE": os.path.basename(athdf_path),
+               "TIME": info["time"], **(header or {})}
+    if info["box"][0] is not None:
+        primary["BOXLEN"] = info["box"][0]
+    extra = {"NATIVE": native[0], "RESAMPLE": method}
+    return write_fits_cubes(fits_path, resampled, {f: units[f] for f in fields}, primary,
+                            overwrite=overwrite, extension_header=extra)
+
+
+def _refuse_overwrite(path, overwrite):
+    if os.path.exists(path) and not overwrite:
+        raise UserInputError(f"{path}: file exists; refusing to overwrite it (pass "
+                             "overwrite=True to replace it)")
+
+
+def write_fits_cubes(path, cubes, units, header=None, overwrite=False, extension_header=None):
+    """Write field cubes as one FITS file: empty primary HDU + one float32 ImageHDU per field.
+
+    Args:
+      cubes: field name -> ``(N, N, N)`` array [z, y, x]; the names become EXTNAME.
+      units: field name -> BUNIT string.
+      header: primary-header cards; extension_header: cards added to every ImageHDU.
+    Returns:
+      ``path``; UserInputError if it exists and not ``overwrite``.
+    """
+    _refuse_overwrite(path, overwrite)
+    primary = fits.PrimaryHDU()
+    for key, value in (header or {}).items():
+        primary.header[key] = value
+    hdus = [primary]
+    for name, cube in cubes.items():
+        hdu = fits.ImageHDU(np.asarray(cube, dtype=np.float32), name=name)
+        hdu.header["EXTNAME"] = name  # keep the case (name= upper-cases it)
+        hdu.header["BUNIT"] = units[name]
+        for key, value in (extension_header or {}).items():
+            hdu.header[key] = value
+        hdus.append(hdu)
+    fits.HDUList(hdus).writeto(path, overwrite=overwrite)
+    return path
+
+
+def _extension(hdus, field, path):
+    """The ImageHDU whose EXTNAME is ``field`` (case-insensitive)."""
+    names = [str(h.header.get("EXTNAME", "")) for h in hdus[1:]]
+    if field.lower() not in [n.lower() for n in names]:
+        raise UserInputError(f"{path}: no FITS extension {field!r}; the file has "
+                             f"{', '.join(names) or 'none'}")
+    return hdus[1 + [n.lower() for n in names].index(field.lower())]
+
+
+def _open_fits(path):
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path}: no such FITS file")
+    try:
+        return fits.open(path, memmap=False)
+    except OSError as err:
+        raise UserInputError(f"{path}: not a readable FITS file ({err})") from err
+
+
+def read_fits_cube(path, field):
+    """The ``(N, N, N)`` float32 cube [z, y, x] of extension ``field`` of a FITS snapshot."""
+    with _open_fits(path) as hdus:
+        data = _extension(hdus, field, path).data
+        if data is None or data.ndim != 3 or len(set(data.shape)) != 1:
+            raise UserInputError(f"{path}: extension {field!r} has shape "
+                                 f"{None if data is None else data.shape}; expected (N, N, N)")
+        return np.asarray(data, dtype=np.float32)
+
+
+def fits_units(path, field):
+    """BUNIT of extension ``field`` ("" when absent)."""
+    with _open_fits(path) as hdus:
+        return str(_extension(hdus, field, path).header.get("BUNIT", ""))
+
+
+def class_files(data_dir, classes=TURBULENCE_CLASSES):
+    """``[(path, label), ...]`` of the ``*.fits`` snapshots in ``data_dir/<class>/``, sorted,
+    label = index of the class in ``classes``."""
+    files = []
+    for label, name in enumerate(classes):
+        folder = os.path.join(data_dir, name)
+        if not os.path.isdir(folder):
+            raise UserInputError(f"{folder}: missing class folder; expected one folder per "
+                                 f"class ({', '.join(classes)}) in {data_dir}")
+        found = sorted(f for f in os.listdir(folder) if f.lower().endswith(".fits"))
+        if not found:
+            raise UserInputError(f"{folder}: no *.fits snapshots in the class folder")
+        files += [(os.path.join(folder, f), label) for f in found]
+    return files

@@ -1,0 +1,241 @@
+"""CNN classifier and U-net of cosmic-ray transport from turbulent gas images (Bustard & Wu 2024).
+
+Both are Keras functional models of standard layers (they save to ``.keras``, the compiled
+U-net's loss being the registered :class:`SSIMMSELoss`, and run on every Keras backend), taking
+channels-last tiles ``(B, tile, tile, C)`` of histogram-equalised maps in [0, 1]:
+
+- :func:`turbulence_classifier`: density tile -> logits of the transport class
+  (0 MHD, 1 CR advection, 2 CR diffusion, 3 CR diffusion 100 kappa, 4 CR streaming);
+  cross-entropy from logits, AdamW (lr 1e-3, weight decay 1e-4), batch 64.
+- :func:`turbulence_unet`: density tile -> magnetic (or CR) energy density tile; loss
+  MSE + alpha (1 - SSIM) (:class:`SSIMMSELoss`), AdamW (lr 1e-2, weight decay 1e-2), batch 32.
+
+Layers follow PyTorch's conventions where they differ from Keras' defaults: convolutions keep
+their biases, kernels start from PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (biases from
+zero), batch norm uses momentum 0.1 there (0.9 here) and epsilon 1e-5, the stride-2
+convolutions pad one pixel on every side (Keras' 'same' would pad only after), and AdamW's
+epsilon is 1e-8. Its decoupled weight decay, w <- w - lr * weight_decay * w, applies to every
+variable, as PyTorch's AdamW over ``model.parameters()`` does.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from tfastro.fields.image_metrics import ssim2d_tensor
+
+__all__ = ["turbulence_classifier", "turbulence_unet", "SSIMMSELoss", "ssim_mse_loss", "adamw",
+           "compile_classifier", "compile_unet", "early_stopping", "SSIM_ALPHAS",
+           "DEFAULT_SSIM_ALPHA", "CLASSIFIER_BATCH_SIZE", "UNET_BATCH_SIZE"]
+
+
+#: Weights of the SSIM term tried in the paper; 0.02, the middle one, is the default.
+SSIM_ALPHAS = (0.001, 0.02, 0.1)
+
+
+DEFAULT_SSIM_ALPHA = 0.02
+
+
+#: Batch sizes of the paper's classifier and U-net trainings.
+CLASSIFIER_BATCH_SIZE = 64
+
+
+UNET_BATCH_SIZE = 32
+
+
+#: The classifier's convolutions leave a 4 x 4 feature map for an average pool.
+_POOLED_SIDE = 4
+
+
+def _torch_init():
+    """PyTorch's default kernel initialiser, U(-b, b) with b = 1 / sqrt(fan_in)."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def _check_positive_int(name, value):
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_widths(name, widths):
+    widths = tuple(widths)
+    if not widths:
+        raise ValueError(f"{name} must name at least one width, got {widths!r}")
+    return tuple(_check_positive_int(name, w) for w in widths)
+
+
+def turbulence_classifier(tile=128, n_classes=5, channels=(8, 16, 32, 64), dropout=0.25,
+                          in_channels=1):
+    """Strided-convolution classifier: tile -> class logits.
+
+    ``len(channels)`` blocks of [zero-pad 1 -> Conv2D 3x3 stride 2 (valid) -> batch norm ->
+    SiLU] halve the side each (128 -> 64 -> 32 -> 16 -> 8 for four blocks); an average pool
+    (PyTorch's adaptive pool, the side dividing exactly) brings it to 4 x 4; then dropout,
+    flatten and a dense layer of ``n_classes`` logits. With the defaults at tile 128 it has
+    29,749 trainable parameters (and 240 batch-norm statistics).
+
+    Args:
+      tile: side of the input tiles in pixels; a multiple of 4 * 2^len(channels) (64 for four
+        blocks), so that the pool is exact.
+      n_classes: number of classes (logits).
+      channels: output channels of the strided convolutions.
+      dropout: dropout rate before the dense layer.
+      in_channels: channels of the input tiles (1: density).
+    Returns:
+      keras.Model ``(B, tile, tile, in_channels)`` -> ``(B, n_classes)`` float32 logits.
+    """
+    channels = _check_widths("channels", channels)
+    tile, n_classes = _check_positive_int("tile", tile), _check_positive_int("n_classes",
+                                                                             n_classes)
+    in_channels = _check_positive_int("in_channels", in_channels)
+    multiple = _POOLED_SIDE * 2 ** len(channels)
+    if tile % multiple:
+        raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
+                         f"{len(channels)} stride-2 convolutions and an exact average pool "
+                         f"leave a {_POOLED_SIDE} x {_POOLED_SIDE} map")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    images = keras.Input((tile, tile, in_channels), name="images")
+    x = images
+    for i, width in enumerate(channels, start=1):
+        x = keras.layers.ZeroPadding2D(1, name=f"pad{i}")(x)
+        x = keras.layers.Conv2D(width, 3, strides=2, padding="valid",
+                                kernel_initializer=_torch_init(), name=f"conv{i}")(x)
+        x = _batch_norm(f"bn{i}")(x)
+        x = keras.layers.Activation("silu", name=f"silu{i}")(x)
+    pool = tile // multiple
+    x = keras.layers.AveragePooling2D(pool, name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    logits = keras.layers.Dense(n_classes, kernel_initializer=_torch_init(), dtype="float32",
+                                name="logits")(x)
+    return keras.Model(images, logits, name="turbulence_classifier")
+
+
+def _conv_block(x, width, name):
+    """2 x [Conv2D 3x3 'same' -> batch norm -> ReLU] with ``width`` channels."""
+    for j in (1, 2):
+        x = keras.layers.Conv2D(width, 3, padding="same", kernel_initializer=_torch_init(),
+                                name=f"{name}_conv{j}")(x)
+        x = _batch_norm(f"{name}_bn{j}")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu{j}")(x)
+    return x
+
+
+def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channels=1):
+    """U-net mapping one field's tile to another's (density -> magnetic or CR energy density).
+
+    Encoder level l: 2 x [conv 3x3 'same' -> batch norm -> ReLU] with ``filters[l]`` channels,
+    max-pool 2 between levels (the last level is the bottleneck, at tile / 2^(L-1)). Decoder,
+    back up each level: transposed conv 2x2 stride 2 to ``filters[l]`` channels, concatenate
+    the encoder's level-l output, 2 x [conv -> batch norm -> ReLU]. A final 1x1 convolution
+    with no activation gives ``out_channels`` maps.
+
+    Args:
+      tile: side of the tiles in pixels; a multiple of 2^(len(filters) - 1) (8 for 4 levels).
+      filters: channels of each level, finest first.
+      out_channels, in_channels: channels of the predicted and of the input maps.
+    Returns:
+      keras.Model ``(B, tile, tile, in_channels)`` -> ``(B, tile, tile, out_channels)`` float32,
+      in the normalisation of the training targets.
+    """
+    filters = _check_widths("filters", filters)
+    tile = _check_positive_int("tile", tile)
+    out_channels = _check_positive_int("out_channels", out_channels)
+    in_channels = _check_positive_int("in_channels", in_channels)
+    multiple = 2 ** (len(filters) - 1)
+    if tile % multiple:
+        raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
+                         f"{len(filters) - 1} max-pools of 2 divide it exactly")
+    images = keras.Input((tile, tile, in_channels), name="images")
+    skips, x = [], images
+    for level, width in enumerate(filters[:-1], start=1):
+        x = _conv_block(x, width, f"down{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = _conv_block(x, filters[-1], "bottleneck")
+    for level in range(len(filters) - 1, 0, -1):
+        width = filters[level - 1]
+        x = keras.layers.Conv2DTranspose(width, 2, strides=2, kernel_initializer=_torch_init(),
+                                         name=f"up{level}_transpose")(x)
+        x = keras.layers.Concatenate(name=f"up{level}_concat")([x, skips[level - 1]])
+        x = _conv_block(x, width, f"up{level}")
+    maps = keras.layers.Conv2D(out_channels, 1, kernel_initializer=_torch_init(), dtype="float32",
+                               name="maps")(x)
+    return keras.Model(images, maps, name="turbulence_unet")
+
+
+@keras.saving.register_keras_serializable(package="tfastro")
+class SSIMMSELoss(keras.losses.Loss):
+    """Per-sample MSE + alpha (1 - SSIM) of (B, X, Y, C) maps, averaged over the batch.
+
+    The MSE is the mean over pixels and channels; the SSIM that of
+    :func:`tfastro.fields.image_metrics.ssim2d_tensor` (11-px Gaussian window, sigma 1.5,
+    ``data_range`` 1 for maps in [0, 1]), computed in float32 with gradients. alpha = 0 is the
+    plain MSE.
+    """
+
+    def __init__(self, alpha=DEFAULT_SSIM_ALPHA, data_range=1.0, name="ssim_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not (np.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        if not (np.isfinite(data_range) and data_range > 0):
+            raise ValueError(f"data_range must be a positive number, got {data_range!r}")
+        self.alpha, self.data_range = float(alpha), float(data_range)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        mse = ops.mean(ops.square(y_pred - y_true), axis=(1, 2, 3))
+        ssim = ssim2d_tensor(y_pred, y_true, data_range=self.data_range)
+        return mse + self.alpha * (1.0 - ops.cast(ssim, mse.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "data_range": self.data_range}
+
+
+def ssim_mse_loss(alpha=DEFAULT_SSIM_ALPHA, data_range=1.0):
+    """The U-net loss MSE + alpha (1 - SSIM) as a :class:`SSIMMSELoss` (see there)."""
+    return SSIMMSELoss(alpha=alpha, data_range=data_range)
+
+
+def adamw(lr, weight_decay):
+    """AdamW with PyTorch's defaults (betas 0.9, 0.999, epsilon 1e-8) and decoupled decay."""
+    return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay, beta_1=0.9,
+                                  beta_2=0.999, epsilon=1e-8)
+
+
+def compile_classifier(model, lr=1e-3, weight_decay=1e-4, **compile_kwargs):
+    """Compile ``model`` (logits) with cross-entropy from logits, AdamW and accuracy; returns it.
+
+    Labels are integer class indices (B,). ``compile_kwargs`` go to ``model.compile`` (e.g.
+    ``jit_compile``, ``steps_per_execution``).
+    """
+    model.compile(optimizer=adamw(lr, weight_decay),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  **compile_kwargs)
+    return model
+
+
+def compile_unet(model, lr=1e-2, weight_decay=1e-2, alpha=DEFAULT_SSIM_ALPHA, **compile_kwargs):
+    """Compile ``model`` with MSE + alpha (1 - SSIM), AdamW and an MSE metric; returns it.
+
+    ``compile_kwargs`` go to ``model.compile``.
+    """
+    model.compile(optimizer=adamw(lr, weight_decay), loss=ssim_mse_loss(alpha),
+                  metrics=[keras.metrics.MeanSquaredError(name="mse")], **compile_kwargs)
+    return model
+
+
+def early_stopping(patience=5, min_delta=0.0):
+    """Stop when the validation loss has not improved for ``patience`` epochs and restore the
+    weights of the epoch with the lowest validation loss (also when the epochs run out).
+
+    The paper does not state its patience; 5 epochs is this library's choice.
+    """
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(patience),
+                                         min_delta=min_delta, restore_best_weights=True)

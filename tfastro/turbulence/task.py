@@ -1,0 +1,299 @@
+"""Cosmic-ray transport from images of turbulent gas: the CNN classifier and the U-net.
+
+Data. ``data_dir`` holds one folder of snapshot FITS cubes per class (``turb_classes``, in
+label order). Each cube is cut along its first axis into six parts: training slices come from
+part 1, validation from part 3, test from part 5, with a whole part of buffer between sets.
+Slices become ``tile_size``^2 tiles (log10, min-max over the cube, optionally phases only,
+periodic shifts, histogram equalisation: :mod:`tfastro.turbulence.io`). With
+``projection`` > 1 the test images average that many adjacent slices, like an observed
+column: the network is still trained and validated on single slices.
+
+``turb_cnn`` classifies tiles into the classes (cross-entropy, AdamW lr 1e-3, weight decay
+1e-4, batch 64, random flips); ``turb_unet`` maps the ``turb_field`` tile onto the
+``turb_target`` tile (MSE + ssim_alpha (1 - SSIM), AdamW lr 1e-2, weight decay 1e-2, batch
+32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults.
+
+Training runs up to ``epochs`` epochs with early stopping on the validation loss
+(``patience`` epochs) and ends on the best epoch's weights; a checkpoint and the early-stopping
+state are written after every epoch, so an interrupted run resumes where it stopped and a
+finished one only evaluates (:mod:`tfastro.core.epochs`).
+
+Evaluation (after training, or ``is_training=False``) writes under
+``<gen_frm_dir>/<iteration>/``: for the classifier ``metrics.json`` (accuracy, per-class
+precision, recall, F1, one-vs-rest accuracy, the row-normalised confusion matrix),
+``blur_sweep.json`` (class probabilities of the test images blurred by ``blur_sigmas`` pixels,
+and their power spectra), and PNGs of the confusion matrix, saliency maps, the blur sweep
+(``blur_sweep_<class>.png``: P(class) against blur for each true class), the blurred spectra
+and (``occlusion_patch`` > 0) occlusion maps; for the U-net ``metrics.json``
+(MSE, SSIM, PSNR of the prediction, and of the identity and training-mean baselines) and
+``mapping.png``.
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from tfastro.core.checkpoints import RunOptions
+from tfastro.core.epochs import iteration, write_json
+from tfastro.core.errors import UserInputError
+
+MODELS = ("turb_cnn", "turb_unet")
+
+
+CHECKPOINT_FLAGS = "--model_name, --tile_size, --turb_classes"  # fix a checkpoint's shapes
+
+
+DEFAULTS = {"turb_cnn": {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64},
+            "turb_unet": {"lr": 1e-2, "weight_decay": 1e-2, "batch_size": 32}}
+
+
+@dataclasses.dataclass
+class TurbulenceConfig(RunOptions):
+    """Settings of a turb_cnn / turb_unet run; field names and meanings are run.py's flags.
+    ``lr``, ``weight_decay`` and ``batch_size`` left at None take the model's defaults."""
+    is_training: bool = True
+    dataset_name: str = "turbulence"
+    model_name: str = "turb_cnn"
+    data_dir: str = "data/turbulence"
+    turb_classes: str = "mhd,cr_advection,cr_diffusion,cr_diffusion_100kappa,cr_streaming"
+    turb_field: str = "density"
+    turb_target: str = "magnetic_energy_density"
+    tile_size: int = 128
+    flattened_power: bool = False
+    projection: int = 1
+    ssim_alpha: float = 0.02
+    lr: float = None
+    weight_decay: float = None
+    batch_size: int = None
+    epochs: int = 50
+    patience: int = 5
+    blur_sigmas: str = "0,2,4,6,8"
+    occlusion_patch: int = 0
+    saliency_images: int = 8
+    save_dir: str = "checkpoints/turbulence"
+    gen_frm_dir: str = "results/turbulence"
+
+    def setting(self, name):
+        """lr / weight_decay / batch_size: the flag, or the model's default."""
+        value = getattr(self, name)
+        return DEFAULTS[self.model_name][name] if value is None else value
+
+    @property
+    def classes(self):
+        return [c.strip() for c in self.turb_classes.split(",") if c.strip()]
+
+    @property
+    def sigmas(self):
+        try:
+            sigmas = [float(s) for s in self.blur_sigmas.split(",")]
+        except ValueError:
+            sigmas = [-1.0]
+        if not sigmas or min(sigmas) < 0:
+            raise UserInputError(f"--blur_sigmas={self.blur_sigmas!r}: expected comma-separated "
+                                 "widths in pixels, all >= 0")
+        return sigmas
+
+
+def validate_config(cfg):
+    """Check the flags that need no file; raises UserInputError naming the flag."""
+    from tfastro.core.precision import policy_name
+
+    def need(ok, message):
+        if not ok:
+            raise UserInputError(message)
+
+    need(cfg.model_name in MODELS, f"--model_name={cfg.model_name!r}: expected one of {MODELS}")
+    need(cfg.dataset_name == "turbulence", f"--dataset_name={cfg.dataset_name!r}: "
+         f"{cfg.model_name} reads turbulent-gas FITS cubes, dataset 'turbulence'")
+    need(len(cfg.classes) >= 2 or cfg.model_name == "turb_unet",
+         f"--turb_classes={cfg.turb_classes!r}: the classifier needs at least two classes")
+    multiple = 64 if cfg.model_name == "turb_cnn" else 8
+    need(cfg.tile_size >= multiple and cfg.tile_size % multiple == 0,
+         f"--tile_size={cfg.tile_size}: {cfg.model_name} needs a multiple of {multiple}")
+    for flag in ("projection", "epochs", "patience", "saliency_images"):
+        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
+    need(cfg.occlusion_patch >= 0, f"--occlusion_patch={cfg.occlusion_patch}: must be >= 0")
+    need(cfg.setting("lr") > 0 and cfg.setting("weight_decay") >= 0 and
+         cfg.setting("batch_size") >= 1, f"--lr={cfg.setting('lr')}, --weight_decay="
+         f"{cfg.setting('weight_decay')}, --batch_size={cfg.setting('batch_size')}: expected "
+         "lr > 0, weight_decay >= 0, batch_size >= 1")
+    need(cfg.ssim_alpha >= 0, f"--ssim_alpha={cfg.ssim_alpha}: must be >= 0")
+    cfg.sigmas
+    policy_name(cfg.mixed_precision)
+
+
+def snapshot_files(cfg):
+    """[(FITS path, label)] of the class folders (``turb_classes`` under ``data_dir``)."""
+    from tfastro.turbulence.io import class_files
+    if not os.path.isdir(cfg.data_dir):
+        raise UserInputError(f"--data_dir={cfg.data_dir!r}: no such folder (expected one folder "
+                             f"of FITS snapshots per class: {', '.join(cfg.classes)}); "
+                             "`python -m tfastro.turbulence.synthetic --out DIR` writes "
+                             "synthetic ones")
+    return class_files(cfg.data_dir, cfg.classes)
+
+
+def split_images(cfg, files, split):
+    """(images, labels) for the classifier or (inputs, targets) for the U-net of ``split``:
+    training slices get the extra shifted copies, test images the ``projection``."""
+    from tfastro.turbulence import io as turbulence
+    options = {"projection": cfg.projection if split == "test" else 1,
+               "shifts": None if split == "train" else (), "seed": cfg.seed}
+    try:
+        if cfg.model_name == "turb_cnn":
+            return turbulence.classification_images(files, split, cfg.tile_size, cfg.turb_field,
+                                                    phase_only=cfg.flattened_power, **options)
+        return turbulence.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
+                                         cfg.turb_target, **options)
+    except UserInputError as err:
+        raise UserInputError(f"--turb_field={cfg.turb_field!r}, --turb_target={cfg.turb_target!r}"
+                             f", --tile_size={cfg.tile_size}, --projection={cfg.projection}: {err}"
+                             ) from None
+
+
+def build_model(cfg):
+    """The compiled classifier or U-net of ``cfg`` (in the precision of --mixed_precision;
+    under mixed_float16 Keras wraps AdamW in a LossScaleOptimizer)."""
+    from tfastro.core.precision import policy_name, precision_policy
+    from tfastro.turbulence import model as models
+    lr, decay = cfg.setting("lr"), cfg.setting("weight_decay")
+    with precision_policy(policy_name(cfg.mixed_precision)):
+        if cfg.model_name == "turb_cnn":
+            return models.compile_classifier(
+                models.turbulence_classifier(cfg.tile_size, len(cfg.classes)), lr, decay,
+                jit_compile=cfg.jit_compile)
+        return models.compile_unet(models.turbulence_unet(cfg.tile_size), lr, decay,
+                                   cfg.ssim_alpha, jit_compile=cfg.jit_compile)
+
+
+def _shown(labels, count):
+    """Indices of ``count`` test images spread over the classes (round robin)."""
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    order = [i for rank in range(max(map(len, by_class))) for idx in by_class
+             if rank < len(idx) for i in [idx[rank]]]
+    return np.asarray(order[:count])
+
+
+def evaluate_classifier(cfg, model, images, labels, out_dir, log):
+    """Scores, confusion matrix, saliency, (occlusion,) blur sweep and spectra of the test tiles."""
+    from tfastro.turbulence import evaluation as classification
+    from tfastro.turbulence import evaluation as saliency
+    from tfastro.turbulence import figures as viz
+    from tfastro.turbulence.io import CLASS_LABELS, TURBULENCE_CLASSES
+    names = [CLASS_LABELS[TURBULENCE_CLASSES.index(c)] if c in TURBULENCE_CLASSES else c
+             for c in cfg.classes]
+    n = len(names)
+    predicted = np.argmax(saliency.class_logits(model, images), axis=-1)
+    report = classification.classification_report(labels, predicted, n, class_names=names)
+    report["confusion_matrix_row_normalised"] = classification.confusion_matrix(
+        labels, predicted, n).tolist()
+    report.update(iteration=iteration(model), flattened_power=cfg.flattened_power,
+                  projection=cfg.projection, field=cfg.turb_field, tile_size=cfg.tile_size)
+    write_json(out_dir, "metrics.json", report)
+    viz.plot_confusion_matrix(np.asarray(report["confusion_matrix_row_normalised"]), names,
+                              os.path.join(out_dir, "confusion_matrix.png"),
+                              title="flattened power" if cfg.flattened_power else None)
+
+    shown = _shown(labels, cfg.saliency_images)
+    titles = [f"{names[labels[i]]}\n-> {names[predicted[i]]}" for i in shown]
+    maps = saliency.saliency_maps(model, images[shown], labels[shown])
+    viz.plot_saliency(images[shown], maps, titles, path=os.path.join(out_dir, "saliency.png"))
+    if cfg.occlusion_patch:
+        occluded = saliency.occlusion_maps(model, images[shown], labels[shown],
+                                           patch=cfg.occlusion_patch)
+        viz.plot_occlusion(images[shown], occluded, titles,
+                           path=os.path.join(out_dir, "occlusion.png"))
+
+    sigmas = cfg.sigmas
+    sweep = saliency.blur_summary(saliency.blur_sweep(model, images, sigmas), labels, sigmas)
+    k, spectra, _ = saliency.blurred_spectra(images, sigmas)
+    sweep.update(class_names=names, k=k.tolist(), power=np.asarray(spectra).tolist(),
+                 units={"sigma": "pixel", "k": "radian / pixel", "power": "pixel^2"})
+    write_json(out_dir, "blur_sweep.json", sweep)
+    for c, name in enumerate(cfg.classes):
+        viz.plot_blur_sweep(sweep, c, names, os.path.join(out_dir, f"blur_sweep_{name}.png"))
+    viz.plot_blurred_spectra(k, spectra, sigmas, os.path.join(out_dir, "blurred_spectra.png"))
+    f1 = " / ".join(f"{100 * v:.1f}" for v in report["per_class"]["f1"])
+    log(f"test tiles: {len(labels)}, accuracy {report['accuracy']:.3f}; F1 per class (%): {f1}")
+    return report
+
+
+def evaluate_unet(cfg, model, inputs, targets, train_mean, out_dir, log):
+    """MSE, SSIM and PSNR of the predicted test tiles against the identity and mean baselines."""
+    from tfastro.fields.image_metrics import psnr, ssim2d
+    from tfastro.turbulence import figures as viz
+    predicted = np.asarray(model.predict(inputs, batch_size=cfg.setting("batch_size"), verbose=0))
+    candidates = {"unet": predicted, "identity": inputs,
+                  "training_mean": np.full_like(targets, train_mean)}
+    metrics = {name: {"mse": float(np.mean((guess - targets) ** 2)),
+                      "ssim": float(np.mean(ssim2d(guess, targets))),
+                      "psnr": float(np.mean(psnr(guess, targets)))}
+               for name, guess in candidates.items()}
+    metrics.update(iteration=iteration(model), input=cfg.turb_field, target=cfg.turb_target,
+                   test_tiles=int(len(targets)), projection=cfg.projection)
+    write_json(out_dir, "metrics.json", metrics)
+    shown = np.linspace(0, len(inputs) - 1, min(cfg.saliency_images, len(inputs))).astype(int)
+    viz.plot_mapping(inputs[shown], targets[shown], predicted[shown], cfg.turb_field,
+                     cfg.turb_target, os.path.join(out_dir, "mapping.png"))
+    log("test tiles: {}; MSE {:.5f} (identity {:.5f}, training mean {:.5f}), SSIM {:.3f}".format(
+        len(targets), metrics["unet"]["mse"], metrics["identity"]["mse"],
+        metrics["training_mean"]["mse"], metrics["unet"]["ssim"]))
+    return metrics
+
+
+def evaluate(cfg, model, files, train_mean, log):
+    """Score the test split; outputs under ``<gen_frm_dir>/<iteration>/``."""
+    from tfastro.core.checkpoints import results_dir
+    x, y = split_images(cfg, files, "test")
+    out_dir = results_dir(cfg.gen_frm_dir, iteration(model))
+    if cfg.model_name == "turb_cnn":
+        result = evaluate_classifier(cfg, model, x, y, out_dir, log)
+    else:
+        result = evaluate_unet(cfg, model, x, y, train_mean, out_dir, log)
+    log(f"evaluation written to {out_dir}")
+    return result
+
+
+def train(cfg, log=print):
+    """Train (resuming from save_dir) with early stopping, then evaluate on the test split."""
+    import keras
+
+    from tfastro.core.checkpoints import worker_strategy
+    from tfastro.core.distribute import even_global_batch, shard_by_data
+    from tfastro.core.epochs import starting_model, train_epochs
+    from tfastro.turbulence.pipeline import turbulence_dataset
+    validate_config(cfg)
+    strategy, cfg = worker_strategy(cfg)
+    files = snapshot_files(cfg)
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
+    (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
+    batch = {name: even_global_batch(len(images), cfg.setting("batch_size"), strategy,
+                                     f"{name} tiles")
+             for name, images in (("training", x), ("validation", validation[0]))}
+    log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
+        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}; "
+        f"{strategy.num_replicas_in_sync} replica(s)")
+    train_epochs(model, shard_by_data(turbulence_dataset(x, y, batch["training"], seed=cfg.seed)),
+                 shard_by_data(turbulence_dataset(*validation, batch["validation"],
+                                                  shuffle=False, flips=False)),
+                 state, cfg, log)
+    return model, evaluate(cfg, model, files, float(np.mean(y)), log)
+
+
+def test(cfg, log=print):
+    """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test split."""
+    from tfastro.core.distribute import use_gpus
+    from tfastro.core.epochs import evaluation_model
+    validate_config(cfg)
+    use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
+    files = snapshot_files(cfg)
+    model = evaluation_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
+    train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
+                  if cfg.model_name == "turb_unet" else None)
+    return evaluate(cfg, model, files, train_mean, log)
+
+
+def run(cfg, log=print):
+    return train(cfg, log)[1] if cfg.is_training else test(cfg, log)
