@@ -25,12 +25,12 @@ FLAGS = flags.FLAGS
 # --model_name -> (task module, its config dataclass)
 # Flags not given on the command line take the original's defaults for 'mim' (the drop-in) and
 # the science case's own defaults for the others (e.g. dm2gal: lr 1e-5, batch_size 32).
-TASKS = {"mim": ("tfastro.supernova.task", "MIM3DConfig"),
-         "multifield_gan": ("tfastro.multifield.task", "MultifieldConfig"),
-         "dm2gal": ("tfastro.dm2gal.task", "DM2GalConfig"),
-         "turb_cnn": ("tfastro.turbulence.task", "TurbulenceConfig"),
-         "turb_unet": ("tfastro.turbulence.task", "TurbulenceConfig"),
-         "column": ("tfastro.prestellar.task", "ColumnConfig")}
+TASKS = {"mim": ("supernova", "MIM3DConfig"),
+         "multifield_gan": ("multifield", "MultifieldConfig"),
+         "dm2gal": ("dm2gal", "DM2GalConfig"),
+         "turb_cnn": ("turbulence", "TurbulenceConfig"),
+         "turb_unet": ("turbulence", "TurbulenceConfig"),
+         "column": ("prestellar", "PrestellarConfig")}
 
 
 def main(argv):
@@ -41,9 +41,9 @@ def main(argv):
         print(f"run.py: error: --model_name={FLAGS.model_name!r}: expected one of "
               f"{', '.join(TASKS)}", file=sys.stderr)
         sys.exit(2)
-    module_name, config_name = TASKS[FLAGS.model_name]
-    task = importlib.import_module(module_name)
-    config = getattr(task, config_name)
+    case, config_name = TASKS[FLAGS.model_name]
+    task = importlib.import_module(f"tfastro.{case}.task")
+    config = getattr(importlib.import_module(f"tfastro.{case}.config"), config_name)
     given = [f.name for f in dataclasses.fields(config)
              if FLAGS.model_name == "mim" or FLAGS[f.name].present]
     cfg = config(**{name: FLAGS[name].value for name in given})

@@ -48,7 +48,7 @@ def build(name, jit, rng):
         y = rng.integers(0, 5, batch) if name == "turb_cnn" else data(batch, 64, 64, 1)
         return turbulence.build_model(cfg), (data(batch, 64, 64, 1), y), f"64^2, batch {batch}"
     cores = types.SimpleNamespace(log_density=data(1, 16, 16, 16), ppv=data(1, 16, 16, 16))
-    model = column.build_model(column.ColumnConfig(jit_compile=jit), cores)
+    model = column.build_model(column.PrestellarConfig(jit_compile=jit), cores)
     return model, (data(8, 16, 16, 16, 1), data(8, 16, 16, 16, 2)), "16^3, 16 channels, batch 8"
 
 

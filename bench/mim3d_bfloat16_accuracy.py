@@ -18,9 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from tfastro.supernova.config import MIM3DConfig
 from tfastro.supernova.io import load_sn_npz, save_sn_npz
 from tfastro.supernova.synthetic import make_sn_clips
-from tfastro.supernova.task import MIM3DConfig, build_model, run
+from tfastro.supernova.task import build_model, run
 
 
 def forecast_difference(grid):

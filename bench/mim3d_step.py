@@ -26,7 +26,8 @@ def one_case(grid, precision, remat, steps, reverse_input):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
-    from tfastro.supernova.task import MIM3DConfig, build_model, configure_tensorflow, use_remat
+    from tfastro.supernova.config import MIM3DConfig
+    from tfastro.supernova.task import build_model, configure_tensorflow, use_remat
     cfg = MIM3DConfig(img_width=grid, img_depth=grid, input_length=1, total_length=20,
                       num_hidden="32,32,32,32", patch_size=1, batch_size=1,
                       reverse_input=reverse_input,

@@ -24,7 +24,8 @@ def train_case(resolution, batch, steps, loss, precision):
 
     import numpy as np
 
-    from tfastro.multifield.task import MultifieldConfig, build_gan
+    from tfastro.multifield.config import MultifieldConfig
+    from tfastro.multifield.task import build_gan
     cfg = MultifieldConfig(resolution=resolution, gan_loss=loss, precision=precision)
     began = time.time()
     gan = build_gan(cfg, channels=3)

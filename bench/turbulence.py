@@ -44,8 +44,9 @@ def main():
     import numpy as np
 
     from tfastro.turbulence import model as models
+    from tfastro.turbulence.config import TurbulenceConfig
     from tfastro.turbulence.synthetic import write_synthetic_turbulence
-    from tfastro.turbulence.task import TurbulenceConfig, run
+    from tfastro.turbulence.task import run
 
     with tempfile.TemporaryDirectory() as folder:
         data_dir = args.data_dir

@@ -54,7 +54,7 @@ def tiny_model(name, policy, rng):
         target = rng.integers(0, 5, 4) if name == "turb_cnn" else _inputs(rng, 4, 64, 64, 1)
         return model, (_inputs(rng, 4, 64, 64, 1), target), model.optimizer
     cores = types.SimpleNamespace(log_density=np.zeros((1, 8, 8, 8)), ppv=np.zeros((1, 8, 8, 8)))
-    model = column.build_model(column.ColumnConfig(column_width=4, mixed_precision=policy), cores)
+    model = column.build_model(column.PrestellarConfig(column_width=4, mixed_precision=policy), cores)
     return model, (_inputs(rng, 2, 8, 8, 8, 1), _inputs(rng, 2, 8, 8, 8, 2)), model.optimizer
 
 
@@ -124,7 +124,7 @@ def test_strategy_flags_are_checked(monkeypatch):
 @pytest.mark.parametrize("task, config", [
     (mim3d, mim3d.MIM3DConfig), (multifield, multifield.MultifieldConfig),
     (dm2gal, dm2gal.DM2GalConfig), (turbulence, turbulence.TurbulenceConfig),
-    (column, column.ColumnConfig)])
+    (column, column.PrestellarConfig)])
 def test_evaluation_runs_apply_n_gpu(task, config):
     """--is_training=False runs use the first --n_gpu GPUs too: an impossible count is named
     before any data or checkpoint is read."""
@@ -153,7 +153,7 @@ def test_column_run_resumes_in_mixed_float16_under_mirrored(tmp_path):
     from tfastro.prestellar.synthetic import synthetic_cores
     write_prestellar(tmp_path / "cores", synthetic_cores(10, n=8, n_channels=8, seed=4),
                      fits_files=False)
-    cfg = column.ColumnConfig(data_dir=str(tmp_path / "cores"), epochs=1, column_width=4,
+    cfg = column.PrestellarConfig(data_dir=str(tmp_path / "cores"), epochs=1, column_width=4,
                               batch_size=4, mc_samples=2, mixed_precision="mixed_float16",
                               strategy="mirrored", save_dir=str(tmp_path / "ckpt"),
                               gen_frm_dir=str(tmp_path / "res"))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
+from tfastro.dm2gal.config import DM2GalConfig
 from tfastro.dm2gal.synthetic import TNGSyntheticParams, tng_paths, write_synthetic_tng
-from tfastro.dm2gal.task import DM2GalConfig, run
+from tfastro.dm2gal.task import run
 
 GRID, WINDOW = 64, 17
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
+from tfastro.multifield.config import MultifieldConfig
 from tfastro.multifield.synthetic import write_synthetic_cmd
-from tfastro.multifield.task import MultifieldConfig, run
+from tfastro.multifield.task import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESOLUTION = 32

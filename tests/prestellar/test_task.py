@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
+from tfastro.prestellar.config import PrestellarConfig
 from tfastro.prestellar.io import write_prestellar
 from tfastro.prestellar.synthetic import synthetic_cores
-from tfastro.prestellar.task import ColumnConfig, run
+from tfastro.prestellar.task import run
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def cores_dir(tmp_path_factory):
 
 
 def small_config(tmp_path, data_dir, **overrides):
-    cfg = ColumnConfig(data_dir=str(data_dir), epochs=30, patience=30, lr=3e-3, mc_samples=4,
+    cfg = PrestellarConfig(data_dir=str(data_dir), epochs=30, patience=30, lr=3e-3, mc_samples=4,
                        save_dir=str(tmp_path / "ckpt"), gen_frm_dir=str(tmp_path / "res"))
     return dataclasses.replace(cfg, **overrides)
 

@@ -3,9 +3,9 @@ import dataclasses
 
 import pytest
 
+from tfastro.supernova.config import MIM3DConfig
 from tfastro.supernova.io import save_sn_npz
 from tfastro.supernova.synthetic import make_sn_clips
-from tfastro.supernova.task import MIM3DConfig
 
 GRID = 8
 

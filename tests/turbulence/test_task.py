@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
+from tfastro.turbulence.config import TurbulenceConfig
 from tfastro.turbulence.synthetic import write_synthetic_turbulence
-from tfastro.turbulence.task import TurbulenceConfig, run
+from tfastro.turbulence.task import run
 
 SMOOTHEST = 3  # cr_diffusion_100kappa: the synthetic class with the lowest spectral cutoff
 
