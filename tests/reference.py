@@ -1,20 +1,17 @@
-"""Access to the outputs of the original programs kept in ../shared/reference."""
+"""The outputs of the original programs kept in tests/fixtures (see its README)."""
 import json
 import os
 
 import numpy as np
-import pytest
 
-REFERENCE_DIR = os.environ.get(
-    "TFASTRO_REFERENCE_DIR",
-    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference"))
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
 def load_reference(name):
-    """np.load of reference file ``name``; the test is skipped when the folder is absent."""
-    path = os.path.join(REFERENCE_DIR, name)
+    """np.load of fixture ``name``; a missing file is an error, never a skipped test."""
+    path = os.path.join(FIXTURES, name)
     if not os.path.exists(path):
-        pytest.skip(f"reference data {path} not available (set TFASTRO_REFERENCE_DIR)")
+        raise FileNotFoundError(f"{path}: reference fixture missing from the repository")
     return np.load(path)
 
 
