@@ -7,7 +7,7 @@ Modules (the same names in every case package):
 * ``synthetic`` — synthetic Plummer cores and their optically thin PPV observation
   (``python -m tfastro.prestellar.synthetic``).
 * ``pipeline`` — ``tf.data`` of whole cubes or windows (TensorFlow).
-* ``model`` — ``ColumnNet``, windowed scanning, MC dropout.
+* ``model`` — ``ColumnNet`` (with its normalisation), windowed scanning, MC dropout.
 * ``config``, ``task`` — ``run.py --model_name prestellar``.
 * ``evaluation`` — per-voxel errors, radial profiles, Plummer fits, calibration.
 * ``figures`` — PPV cubes, profiles, slices, uncertainty maps.
@@ -35,7 +35,13 @@ from tfastro.prestellar.io import (
                                    read_prestellar_fits,
                                    write_prestellar,
 )
-from tfastro.prestellar.model import N_TARGETS, ColumnNet, mc_dropout_predict, scan_predict
+from tfastro.prestellar.model import (
+                                   N_TARGETS,
+                                   ColumnNet,
+                                   mc_dropout_predict,
+                                   scan_predict,
+                                   training_normalisation,
+)
 from tfastro.prestellar.synthetic import (
                                    PC_CM,
                                    PROFILES,
@@ -63,7 +69,8 @@ __all__ = ["PARAM_FIELDS", "HDF5_NAME", "write_prestellar", "read_prestellar",
            "CoreParams", "CoreRanges", "draw_core_params", "grid_coordinates", "structure_field",
            "core_density", "core_velocity", "line_profile", "observe_ppv", "channel_velocities",
            "make_core", "CoreSet", "synthetic_cores", "prestellar_targets", "ColumnNet",
-           "scan_predict", "mc_dropout_predict", "N_TARGETS", "TARGET_NAMES", "PlummerFit",
-           "voxel_errors", "density_centroid", "radial_profile", "plummer_log_profile",
-           "fit_plummer", "mean_baseline", "profile_scores", "uncertainty_maps", "calibration",
-           "plot_slices", "plot_ppv", "plot_profiles", "plot_uncertainty"]
+           "training_normalisation", "scan_predict", "mc_dropout_predict", "N_TARGETS",
+           "TARGET_NAMES", "PlummerFit", "voxel_errors", "density_centroid", "radial_profile",
+           "plummer_log_profile", "fit_plummer", "mean_baseline", "profile_scores",
+           "uncertainty_maps", "calibration", "plot_slices", "plot_ppv", "plot_profiles",
+           "plot_uncertainty"]

@@ -4,8 +4,15 @@ Axes follow :mod:`tfastro.prestellar.synthetic`: the input is a channels-last PP
 ``(B, Nx, Ny, Nv, C)`` indexed [ix, iy, ic] (sky position x, y and velocity channel c; C = 1
 intensity channel); the output ``(B, Nx, Ny, Nz, 2)`` holds, for every sky pixel (x, y), its
 column along the line of sight z in ``Nz`` depth bins: channel 0 log10 density, channel 1 the
-line-of-sight velocity v_z, both in the normalisation of the training targets (outputs are
-linear, so signed velocities are reachable).
+line-of-sight velocity v_z, in physical units: log10(n / n_peak) and km/s (outputs are linear,
+so signed velocities are reachable).
+
+Normalisation. The model carries the scaling of its training cores in its config
+(:func:`training_normalisation`): the network proper sees ``ppv / ppv_scale`` and its outputs o
+become ``o * target_std + target_mean`` per target, so a saved model maps raw PPV cubes (the
+units of :mod:`tfastro.prestellar.io`) to physical columns on its own. Training compares
+standardised targets: the compiled loss is applied to ``(y - target_mean) / target_std`` of
+the targets and of the predictions (:meth:`ColumnNet.compute_loss`).
 
 Architecture (all spatial strides 1, so Nx and Ny are free and need no divisibility):
 
@@ -34,17 +41,45 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["ColumnNet", "scan_predict", "mc_dropout_predict", "N_TARGETS"]
+__all__ = ["ColumnNet", "training_normalisation", "scan_predict", "mc_dropout_predict",
+           "N_TARGETS"]
 
 
 #: Targets per depth bin: log10 density and line-of-sight velocity.
 N_TARGETS = 2
 
 
+#: ColumnNet's normalisation arguments (config entries).
+NORMALISATION = ("ppv_scale", "target_mean", "target_std")
+
+
 def _positive_int(name, value):
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _per_target(name, values, positive=False):
+    values = tuple(float(v) for v in values)
+    if len(values) != N_TARGETS or not all(np.isfinite(values)) or (
+            positive and min(values) <= 0):
+        raise ValueError(f"{name} must be {N_TARGETS} finite{' positive' if positive else ''} "
+                         f"numbers (log10 density, v_z), got {values!r}")
+    return values
+
+
+def training_normalisation(ppv, targets):
+    """ColumnNet's normalisation from training cores: {"ppv_scale": the largest PPV value,
+    "target_mean", "target_std": mean and spread of (log10 n / n_peak, v_z in km/s) over all
+    voxels}.
+
+    Args:
+      ppv: ``(cores, Nx, Ny, Nv)`` PPV cubes; targets: ``(cores, Nx, Ny, Nz, 2)``.
+    """
+    targets = np.asarray(targets, np.float64)
+    return {"ppv_scale": float(np.max(ppv)),
+            "target_mean": tuple(float(v) for v in targets.mean(axis=(0, 1, 2, 3))),
+            "target_std": tuple(float(v) for v in targets.std(axis=(0, 1, 2, 3)))}
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
@@ -69,6 +104,10 @@ class ColumnNet(keras.Model):
       activation: activation of the hidden layers (Keras name).
       in_channels: C, channels of the input cube (1: intensity).
       seed: seed of the training dropout masks (None: drawn).
+      ppv_scale: PPV value that the network sees as 1 (the training cores' largest).
+      target_mean, target_std: (log10 density, v_z) mean and spread of the training targets,
+        in log10(n / n_peak) and km/s (:func:`training_normalisation`). The defaults (1, 0, 1)
+        leave inputs and outputs unscaled.
 
     ``call(ppv, training=False, dropout_seed=None)``: dropout is on when ``training`` or when a
     ``keras.random.SeedGenerator`` is given as ``dropout_seed`` (Monte-Carlo sampling, which
@@ -77,7 +116,8 @@ class ColumnNet(keras.Model):
 
     def __init__(self, n_depth, n_channels, width=16, depth=3, spatial_kernel=3,
                  spectral_kernel=7, spectral_stride=2, context=True, context_units=32, hidden=64,
-                 dropout=0.1, activation="relu", in_channels=1, seed=None, **kwargs):
+                 dropout=0.1, activation="relu", in_channels=1, seed=None, ppv_scale=1.0,
+                 target_mean=(0.0, 0.0), target_std=(1.0, 1.0), **kwargs):
         super().__init__(**kwargs)
         sizes = dict(n_depth=n_depth, n_channels=n_channels, width=width, depth=depth,
                      spatial_kernel=spatial_kernel, spectral_kernel=spectral_kernel,
@@ -91,6 +131,11 @@ class ColumnNet(keras.Model):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.dropout, self.context, self.seed = float(dropout), bool(context), seed
+        if not (np.isfinite(ppv_scale) and ppv_scale > 0):
+            raise ValueError(f"ppv_scale must be a finite positive number, got {ppv_scale!r}")
+        self.ppv_scale = float(ppv_scale)
+        self.target_mean = _per_target("target_mean", target_mean)
+        self.target_std = _per_target("target_std", target_std, positive=True)
         self.activation = keras.activations.serialize(keras.activations.get(activation))
         dt = self.dtype_policy
         kernel = (self.spatial_kernel, self.spatial_kernel, self.spectral_kernel)
@@ -140,13 +185,14 @@ class ColumnNet(keras.Model):
         return keras.random.dropout(x, self.dropout, seed=seed)
 
     def local_features(self, ppv, footprint=None, training=False, dropout_seed=None):
-        """Local path: ``(B, X, Y, Nv, C)`` -> ``(B, X, Y, Nv', width)``.
+        """Local path: raw PPV ``(B, X, Y, Nv, C)`` -> ``(B, X, Y, Nv', width)`` (the network
+        sees ``ppv / ppv_scale``).
 
         ``footprint`` (B, X, Y), 1 on pixels inside the cube and 0 on the zero padding around a
         window cut at its edge: the features are zeroed there after every block, as the 'same'
         padding of a one-pass call would have them.
         """
-        x = ppv
+        x = ops.divide(ppv, self.ppv_scale)
         mask = None if footprint is None else ops.cast(footprint, self.compute_dtype)[
             :, :, :, None, None]
         for conv in self.convs:
@@ -163,7 +209,8 @@ class ColumnNet(keras.Model):
 
     def columns(self, features, context=None, training=False, dropout_seed=None):
         """Column head: local features ``(B, X, Y, Nv', width)`` and the context
-        ``(B, context_units)`` (None without the context path) -> ``(B, X, Y, Nz, 2)``."""
+        ``(B, context_units)`` (None without the context path) -> ``(B, X, Y, Nz, 2)`` in
+        log10(n / n_peak) and km/s."""
         b, nx, ny = ops.shape(features)[:3]
         x = ops.reshape(features, (b, nx, ny, self.reduced_channels * self.width))
         if self.context:
@@ -171,7 +218,18 @@ class ColumnNet(keras.Model):
                                        (b, nx, ny, self.context_units))
             x = ops.concatenate([x, ops.cast(context, x.dtype)], axis=-1)
         x = self._dropout(self.hidden_dense(x), training, dropout_seed)
-        return ops.reshape(self.column_out(x), (b, nx, ny, self.n_depth, N_TARGETS))
+        columns = ops.reshape(self.column_out(x), (b, nx, ny, self.n_depth, N_TARGETS))
+        return columns * np.float32(self.target_std) + np.float32(self.target_mean)
+
+    def standardised(self, columns):
+        """``(..., 2)`` physical targets or predictions -> (t - target_mean) / target_std."""
+        return (ops.cast(columns, "float32") - np.float32(self.target_mean)) / np.float32(
+            self.target_std)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of the standardised targets and predictions."""
+        return super().compute_loss(x, self.standardised(y), self.standardised(y_pred),
+                                    sample_weight, training)
 
     def call(self, ppv, training=False, dropout_seed=None):
         features = self.local_features(ppv, training=training, dropout_seed=dropout_seed)
@@ -185,7 +243,18 @@ class ColumnNet(keras.Model):
                 "spectral_kernel": self.spectral_kernel, "spectral_stride": self.spectral_stride,
                 "context": self.context, "context_units": self.context_units,
                 "hidden": self.hidden, "dropout": self.dropout, "activation": self.activation,
-                "in_channels": self.in_channels, "seed": self.seed}
+                "in_channels": self.in_channels, "seed": self.seed, "ppv_scale": self.ppv_scale,
+                "target_mean": list(self.target_mean), "target_std": list(self.target_std)}
+
+    @classmethod
+    def from_config(cls, config):
+        missing = [k for k in NORMALISATION if k not in config]
+        if missing:
+            raise ValueError(f"ColumnNet config without {', '.join(missing)}: saved before models "
+                             "carried their normalisation; build ColumnNet(..., "
+                             "**training_normalisation(ppv, targets)) of its training cores and "
+                             "load_weights(path)")
+        return super().from_config(config)
 
 
 def _tiles(n, interior, stride):
@@ -235,13 +304,13 @@ def scan_predict(model, ppv, window, stride=None, batch_size=16):
 
     Args:
       model: a built :class:`ColumnNet`, dropout off (inference).
-      ppv: one cube ``(Nx, Ny, Nv)`` or ``(Nx, Ny, Nv, C)``.
+      ppv: one raw PPV cube ``(Nx, Ny, Nv)`` or ``(Nx, Ny, Nv, C)``.
       window: side in pixels of the windows fed to the model, > 2 halo.
       stride: pixels between window starts, 1 .. window - 2 halo (None: window - 2 halo,
         windows overlapping by exactly their halo).
       batch_size: windows per model call.
     Returns:
-      ``(Nx, Ny, Nz, 2)`` float32 array.
+      ``(Nx, Ny, Nz, 2)`` float32 array: log10(n / n_peak) and v_z in km/s.
     """
     if not isinstance(model, ColumnNet):
         raise ValueError(f"model: expected a ColumnNet, got {type(model).__name__}")
@@ -293,12 +362,12 @@ def mc_dropout_predict(model, ppv, n_samples=32, seed=0):
 
     Args:
       model: a :class:`ColumnNet` (with ``dropout`` 0 the std is exactly 0).
-      ppv: ``(B, Nx, Ny, Nv, C)`` cubes, as the model takes them.
+      ppv: ``(B, Nx, Ny, Nv, C)`` raw PPV cubes, as the model takes them.
       n_samples: number of stochastic forward passes.
       seed: integer seed of the dropout masks.
     Returns:
-      (mean, std): ``(B, Nx, Ny, Nz, 2)`` float32 arrays; std is the population standard
-      deviation over the samples.
+      (mean, std): ``(B, Nx, Ny, Nz, 2)`` float32 arrays in log10(n / n_peak) and km/s; std
+      is the population standard deviation over the samples.
     """
     if not isinstance(model, ColumnNet):
         raise ValueError(f"model: expected a ColumnNet, got {type(model).__name__}")

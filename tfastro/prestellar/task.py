@@ -3,10 +3,11 @@
 Data. ``data_dir`` holds the cores written by ``python -m tfastro.prestellar.synthetic``
 (``prestellar.h5``: PPV cubes, log10 density and v_z cubes, each core's parameters; axis
 convention of :mod:`tfastro.prestellar.synthetic`). Cores are split by index: the first 80 per cent
-train, the next 10 per cent validate, the rest test. The network sees normalised arrays: PPV
-divided by the training cores' largest value, log10 density and v_z standardised with the
-training cores' mean and spread; the constants come from the training cores of ``data_dir``
-every run, so training and evaluation agree.
+train, the next 10 per cent validate, the rest test. The network's normalisation (PPV divided by
+the training cores' largest value, log10 density and v_z standardised with the training cores'
+mean and spread) is computed when a model is built and saved in it (ColumnNet's config): a
+checkpoint keeps the normalisation it was trained with, maps raw PPV cubes to physical units on
+its own, and is evaluated with it whatever ``data_dir`` holds.
 
 Training: :class:`tfastro.prestellar.model.ColumnNet` (``column_width`` filters, ``column_depth``
 blocks, ``spectral_kernel``, the global-context path unless ``--nocolumn_context``,
@@ -24,7 +25,6 @@ calibration of the MC-dropout uncertainty (``mc_samples`` passes); ``prediction.
 PNGs of the PPV cube, profiles, slices and uncertainty maps. With ``scan_window`` > 0 the
 cubes are predicted window by window (equal to one pass, in bounded memory).
 """
-import dataclasses
 import os
 
 import numpy as np
@@ -68,44 +68,20 @@ def load_cores(cfg):
                    "test": index[n_train + n_valid:]}
 
 
-@dataclasses.dataclass(frozen=True)
-class Normalisation:
-    """Network scaling: PPV / ppv_max; targets (log10 density, v_z) -> (t - mean) / std."""
-    ppv_max: float
-    mean: tuple
-    std: tuple
-
-    @classmethod
-    def of_training(cls, cores, train):
-        targets = cores.targets[train]
-        return cls(float(np.max(cores.ppv[train])),
-                   tuple(float(v) for v in targets.mean(axis=(0, 1, 2, 3))),
-                   tuple(float(v) for v in targets.std(axis=(0, 1, 2, 3))))
-
-    def inputs(self, ppv):
-        return (np.asarray(ppv, np.float32) / self.ppv_max)[..., None]
-
-    def targets(self, targets):
-        return ((targets - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
-
-    def physical(self, values, spread=False):
-        """Network outputs back in log10 n / n_peak and km/s (``spread``: a std, not shifted)."""
-        values = np.asarray(values, np.float32) * np.float32(self.std)
-        return values if spread else values + np.float32(self.mean)
-
-
-def build_model(cfg, cores):
-    """The compiled ColumnNet for the cubes of ``cores`` (in the precision of
-    --mixed_precision; under mixed_float16 Keras wraps Adam in a LossScaleOptimizer)."""
+def build_model(cfg, cores, train):
+    """The compiled ColumnNet for the cubes of ``cores``, normalised by the ``train`` cores (in
+    the precision of --mixed_precision; under mixed_float16 Keras wraps Adam in a
+    LossScaleOptimizer)."""
     import keras
 
     from tfastro.core.precision import policy_name, precision_policy
-    from tfastro.prestellar.model import ColumnNet
+    from tfastro.prestellar.model import ColumnNet, training_normalisation
     n = cores.log_density.shape[-1]
     with precision_policy(policy_name(cfg.mixed_precision)):
         model = ColumnNet(n, cores.ppv.shape[-1], width=cfg.column_width, depth=cfg.column_depth,
                           spectral_kernel=cfg.spectral_kernel, context=cfg.column_context,
-                          dropout=cfg.column_dropout, seed=cfg.seed)
+                          dropout=cfg.column_dropout, seed=cfg.seed,
+                          **training_normalisation(cores.ppv[train], cores.targets[train]))
     model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse", jit_compile=cfg.jit_compile)
     model.build((None,) + cores.ppv.shape[1:] + (1,))
     model.optimizer.build(model.trainable_variables)
@@ -119,7 +95,8 @@ def architecture(model):
 
 
 def predict(cfg, model, ppv):
-    """One-pass (or, with ``scan_window``, windowed) predictions of network inputs ``ppv``."""
+    """One-pass (or, with ``scan_window``, windowed) predictions of raw PPV cubes ``ppv``
+    ``(B, Nx, Ny, Nv, 1)``, in physical units."""
     from tfastro.prestellar.model import scan_predict
     if not cfg.scan_window:
         return np.asarray(model.predict(ppv, batch_size=cfg.batch_size, verbose=0))
@@ -129,7 +106,7 @@ def predict(cfg, model, ppv):
         raise UserInputError(f"--scan_window={cfg.scan_window}: {err}") from None
 
 
-def evaluate(cfg, model, cores, split, norm, log):
+def evaluate(cfg, model, cores, split, log):
     """Score the test cores against the truth and the mean-profile baseline; write the outputs
     of the module docstring. Returns the metrics."""
     from tfastro.core.checkpoints import results_dir
@@ -137,11 +114,10 @@ def evaluate(cfg, model, cores, split, norm, log):
     from tfastro.prestellar import figures as viz
     from tfastro.prestellar.model import mc_dropout_predict
     test = split["test"]
-    ppv, truth = norm.inputs(cores.ppv[test]), cores.targets[test]
+    ppv, truth = np.asarray(cores.ppv[test], np.float32)[..., None], cores.targets[test]
     params = [cores.params[i] for i in test]
-    predicted = norm.physical(predict(cfg, model, ppv))
+    predicted = predict(cfg, model, ppv)
     mc_mean, mc_std = mc_dropout_predict(model, ppv, cfg.mc_samples, seed=cfg.seed)
-    mc_mean, mc_std = norm.physical(mc_mean), norm.physical(mc_std, spread=True)
     baseline = scores.mean_baseline(cores.targets[split["train"]])
     threshold = cores.channel_width  # |v_z| below one channel counts as at rest
     metrics = {
@@ -190,13 +166,11 @@ def train(cfg, log=print):
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
     cores, split = load_cores(cfg)
-    norm = Normalisation.of_training(cores, split["train"])
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
-        model, state = starting_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
-                                      signature=architecture)
-    data = {s: (norm.inputs(cores.ppv[i]), norm.targets(cores.targets[i]))
-            for s, i in split.items() if s != "test"}
+        model, state = starting_model(cfg, build_model(cfg, cores, split["train"]),
+                                      CHECKPOINT_FLAGS, log, signature=architecture)
+    data = {s: (cores.ppv[i], cores.targets[i]) for s, i in split.items() if s != "test"}
     log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
         f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
         f"{iteration(model)}; {strategy.num_replicas_in_sync} replica(s)")
@@ -206,7 +180,7 @@ def train(cfg, log=print):
                                                    seed=cfg.seed, augment=True)),
                  shard_by_data(core_dataset(*data["validation"], batch["validation"],
                                             shuffle=False)), state, cfg, log)
-    return model, evaluate(cfg, model, cores, split, norm, log)
+    return model, evaluate(cfg, model, cores, split, log)
 
 
 def test(cfg, log=print):
@@ -216,9 +190,9 @@ def test(cfg, log=print):
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     cores, split = load_cores(cfg)
-    model = evaluation_model(cfg, build_model(cfg, cores), CHECKPOINT_FLAGS, log,
+    model = evaluation_model(cfg, build_model(cfg, cores, split["train"]), CHECKPOINT_FLAGS, log,
                              signature=architecture)
-    return evaluate(cfg, model, cores, split, Normalisation.of_training(cores, split["train"]), log)
+    return evaluate(cfg, model, cores, split, log)
 
 
 def run(cfg, log=print):
