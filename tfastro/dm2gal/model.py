@@ -4,13 +4,33 @@ The network (Kasmanoff et al. 2020) reads a ``window``^3 two-channel cube (stand
 log10(1 + M) of the gravity-only dark matter and of its mass-weighted subhalo field) and
 returns the standardised log10(1 + M*) of the centre voxel. :func:`predict_cube` slides it over
 every voxel of a region (the test cube) in batches cut from a possibly memory-mapped grid.
+
+The model carries the (mean, std) of log10(1 + M) it was trained with (``standardisation``, a
+config entry), so a saved model applies on its own to raw mass grids in Msun/h per voxel:
+:meth:`DM2Gal.predict_stellar_mass` returns the stellar mass per voxel in Msun/h.
 """
 import itertools
 
 import keras
 import numpy as np
 
-__all__ = ["DM2Gal", "dm2gal_kernel_sizes", "predict_cube"]
+from tfastro.dm2gal.io import (
+    STANDARDISATION,
+    destandardise,
+    inverse_log_mass,
+    log_mass,
+    standardise,
+)
+
+__all__ = ["DM2Gal", "INPUT_FIELDS", "TARGET_FIELD", "dm2gal_kernel_sizes", "predict_cube"]
+
+
+#: The input channels, in order: gravity-only dark matter and subhalo mass per voxel.
+INPUT_FIELDS = ("dark_matter", "subhalo")
+
+
+#: The field whose standardised log10(1 + M) the network predicts: hydro stellar mass.
+TARGET_FIELD = "stellar"
 
 
 #: Stride-1 kernel sizes of the three stages of the released 65^3 model (upper bounds).
@@ -31,6 +51,20 @@ def _stage_sizes(window, kernel_sizes):
         side = (side - 3) // 2 + 1 if side >= 3 else 0
         sizes.append(side)
     return sizes
+
+
+def _checked_standardisation(standardisation):
+    """{field: (mean, std)} of INPUT_FIELDS and TARGET_FIELD, floats with std > 0."""
+    fields = INPUT_FIELDS + (TARGET_FIELD,)
+    try:
+        stats = {f: tuple(float(v) for v in standardisation[f]) for f in fields}
+    except (KeyError, TypeError, ValueError):
+        stats = {}
+    if len(stats) != len(fields) or not all(
+            len(v) == 2 and np.all(np.isfinite(v)) and v[1] > 0 for v in stats.values()):
+        raise ValueError(f"standardisation: expected {{field: (mean, std)}} with std > 0 for "
+                         f"{', '.join(fields)}, got {standardisation!r}")
+    return stats
 
 
 def _maps_to_one(window, kernel_sizes):
@@ -77,14 +111,19 @@ class DM2Gal(keras.Model):
       batch_norm: batch norm after every convolution (the original); False leaves it out.
       l2: coupled L2 weight decay: l2 * sum(w^2) of every kernel is added to the loss (its
         gradient passes through Adam's moments, as PyTorch's Adam weight_decay does).
+      standardisation: {"dark_matter", "subhalo", "stellar": (mean, std)} of log10(1 + M), M
+        in Msun/h per voxel, that the inputs and target were standardised with; None: the
+        paper's constants (``tfastro.dm2gal.io.STANDARDISATION``).
 
     ``call(windows)``: ``(B, window, window, window, in_channels)`` channels-last; returns
     ``(B, 1)`` float32, the standardised target of each window's centre voxel.
     """
 
     def __init__(self, ch=64, window=65, kernel_sizes=None, hidden=256, in_channels=2, l2=0.0,
-                 batch_norm=True, **kwargs):
+                 batch_norm=True, standardisation=None, **kwargs):
         super().__init__(**kwargs)
+        self.standardisation = _checked_standardisation(
+            STANDARDISATION if standardisation is None else standardisation)
         self.l2 = float(l2)
         self.batch_norm = bool(batch_norm)
         for name, value in (("ch", ch), ("hidden", hidden), ("in_channels", in_channels)):
@@ -143,7 +182,60 @@ class DM2Gal(keras.Model):
     def get_config(self):
         return {**super().get_config(), "ch": self.ch, "window": self.window,
                 "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
-                "in_channels": self.in_channels, "l2": self.l2, "batch_norm": self.batch_norm}
+                "in_channels": self.in_channels, "l2": self.l2, "batch_norm": self.batch_norm,
+                "standardisation": {f: list(v) for f, v in self.standardisation.items()}}
+
+    @classmethod
+    def from_config(cls, config):
+        if "standardisation" not in config:
+            raise ValueError("DM2Gal config without standardisation: saved before models carried "
+                             "it; build DM2Gal(..., standardisation=<the (mean, std) it was "
+                             "trained with, e.g. field_dir/standardisation.json>) and "
+                             "load_weights(path)")
+        return super().from_config(config)
+
+    def stellar_mass(self, predicted):
+        """Standardised predictions -> stellar mass per voxel in Msun/h, 10^(y std + mean) - 1,
+        float32; NaN (voxels not predicted) and negative values become 0."""
+        mass = inverse_log_mass(destandardise(predicted, stats=self.standardisation[TARGET_FIELD]))
+        return np.maximum(np.nan_to_num(mass, nan=0.0), 0.0).astype(np.float32)
+
+    def predict_stellar_mass(self, dark_matter, subhalo, region=None, batch_size=256, mask=None):
+        """Stellar mass per voxel (Msun/h) of ``region`` predicted from raw gravity-only mass
+        grids, standardised with the model's own constants as the windows are read.
+
+        Args:
+          dark_matter, subhalo: ``(N, N, N)`` mass per voxel in Msun/h (numpy or memory-mapped;
+            periodic), the fields of :data:`INPUT_FIELDS`.
+          region: ((x0, x1), (y0, y1), (z0, z1)) half-open voxel ranges; None: the whole grid.
+          batch_size, mask: as in :func:`predict_cube` (voxels outside ``mask`` get 0).
+        Returns:
+          float32 array of the region's shape.
+        """
+        grids = (dark_matter, subhalo)
+        if self.in_channels != len(grids) or any(
+                len(g.shape) != 3 or g.shape != grids[0].shape for g in grids):
+            raise ValueError(f"dark_matter {dark_matter.shape}, subhalo {subhalo.shape}: expected "
+                             f"two (N, N, N) grids for a model of {len(grids)} input channels "
+                             f"(this one has {self.in_channels})")
+        inputs = _StandardisedGrids(grids, [self.standardisation[f] for f in INPUT_FIELDS])
+        region = tuple((0, n) for n in grids[0].shape) if region is None else region
+        return self.stellar_mass(predict_cube(self, inputs, region, self.window, batch_size,
+                                              mask=mask))
+
+
+class _StandardisedGrids:
+    """Network inputs ``(N, N, N, C)`` of C raw mass grids: (log10(1 + M) - mean) / std of each,
+    computed for the block each read asks for."""
+
+    def __init__(self, grids, stats):
+        self.grids, self.stats = grids, stats
+        self.shape = tuple(grids[0].shape) + (len(grids),)
+
+    def __getitem__(self, index):
+        blocks = [standardise(log_mass(np.asarray(grid[index])), stats=stats)
+                  for grid, stats in zip(self.grids, self.stats)]
+        return np.stack(blocks, axis=-1).astype(np.float32)
 
 
 def _checked_region(region, grid_shape):

@@ -7,7 +7,9 @@ stellar masses), all Msun/h per voxel, and the network's inputs ``inputs.npy`` (
 and ``target.npy`` (N, N, N): standardised log10(1 + M), with the original constants or
 (``standardisation='training'``, for other resolutions and boxes) the training region's mean
 and spread over the training samples (voxels above the stellar threshold, as the original's
-target constants are), recorded in ``standardisation.json``. Most voxels hold no subhalo, so
+target constants are), recorded in ``standardisation.json`` and in the model (a checkpoint is
+used only with field arrays standardised like its own; saved alone it applies to raw mass grids:
+``DM2Gal.predict_stellar_mass``). Most voxels hold no subhalo, so
 over all voxels the samples' inputs would differ by a tenth of a standard deviation: training
 on them is badly conditioned. Batch norm would undo such a standardisation (its statistics
 are dominated by the empty voxels); ``dm2gal_batchnorm=False`` leaves it out. Existing field files are reused, never
@@ -171,9 +173,10 @@ def sample_centres(cfg, fields):
     return regions, centres
 
 
-def build_model(cfg):
-    """The compiled, built DM2Gal of ``cfg`` (in the precision of --mixed_precision; under
-    mixed_float16 Keras wraps Adam in a LossScaleOptimizer)."""
+def build_model(cfg, stats):
+    """The compiled, built DM2Gal of ``cfg`` for field arrays standardised with ``stats``
+    ({field: (mean, std)}) (in the precision of --mixed_precision; under mixed_float16 Keras
+    wraps Adam in a LossScaleOptimizer)."""
     import keras
 
     from tfastro.core.precision import policy_name, precision_policy
@@ -181,7 +184,7 @@ def build_model(cfg):
     try:
         with precision_policy(policy_name(cfg.mixed_precision)):
             model = DM2Gal(cfg.dm2gal_ch, cfg.window, l2=cfg.weight_decay,
-                           batch_norm=cfg.dm2gal_batchnorm)
+                           batch_norm=cfg.dm2gal_batchnorm, standardisation=stats)
     except ValueError as err:
         raise UserInputError(f"--window={cfg.window}: {err}") from None
     loss = keras.losses.Huber() if cfg.dm2gal_loss == "huber" else "mse"
@@ -201,6 +204,14 @@ def restore(model, path, flag="--pretrained_model"):
     if differ:
         raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
                              + "; ".join(differ) + ")")
+    theirs = stored.get("standardisation")  # absent from checkpoints saved before it was kept
+    if theirs is not None and not all(np.allclose(theirs[f], v, rtol=1e-6)
+                                      for f, v in model.standardisation.items()):
+        raise UserInputError(f"{flag}: checkpoint {path!r} was trained on log10(1 + M) "
+                             f"standardised with {theirs}; the field arrays of --field_dir and "
+                             f"--standardisation use {model.standardisation}: use field arrays "
+                             "standardised like the checkpoint's, or apply it to the raw mass "
+                             "grids with DM2Gal.predict_stellar_mass")
     model.load_weights(path)
 
 
@@ -237,12 +248,7 @@ def evaluate(model, fields, centres, cfg, out_dir, log=print):
     statistics; writes the outputs listed in the module docstring. Returns the scores."""
     from tfastro.dm2gal import figures as viz
     from tfastro.dm2gal.evaluation import compare_cubes
-    from tfastro.dm2gal.io import (
-        destandardise,
-        inverse_log_mass,
-        read_header,
-        snapshot_files,
-    )
+    from tfastro.dm2gal.io import read_header, snapshot_files
     from tfastro.dm2gal.model import predict_cube
 
     train_mean = float(np.mean(np.asarray(fields["target"])[tuple(centres["train"].T)]))
@@ -255,9 +261,7 @@ def evaluate(model, fields, centres, cfg, out_dir, log=print):
     mask = target > cfg.stellar_threshold if cfg.stitch == "above_threshold" else None
     predicted = predict_cube(model, fields["inputs"], region, cfg.window, cfg.batch_size,
                              mask=mask, fill_value=np.nan)
-    prediction = np.nan_to_num(
-        inverse_log_mass(destandardise(predicted, stats=fields["stats"]["stellar"])), nan=0.0)
-    prediction = np.maximum(prediction, 0.0).astype(np.float32)
+    prediction = model.stellar_mass(predicted)
     hod = hod_cube(cfg, region)
     box = (read_header(snapshot_files(cfg.tng_dark_snapshot)[0])["BoxSize"] / 1000.0
            if cfg.tng_dark_snapshot else None)  # ckpc/h -> h^-1 Mpc
@@ -305,7 +309,7 @@ def train(cfg, log=print):
     checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
-        model = build_model(cfg)
+        model = build_model(cfg, fields["stats"])
     if checkpoint:
         restore(model, checkpoint, flag)
         log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
@@ -360,7 +364,7 @@ def test(cfg, log=print):
     path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)
-    model = build_model(cfg)
+    model = build_model(cfg, fields["stats"])
     restore(model, path)
     log(f"evaluating {path}")
     return evaluate(model, fields, centres, cfg,
