@@ -7,11 +7,22 @@ both (the real half-resolution map is the 2x2 average pool of the full one) and 
 logits. ``MultifieldGAN`` trains them with WGAN-GP or hinge losses plus the discriminator's
 self-supervised reconstruction loss, and keeps an exponential moving average of the
 generator for sampling.
+
+The generator records the names of its map channels (``fields``) and of its conditioning
+parameters (``param_names``) in its config, so a saved GAN maps physical parameters to maps in
+physical units on its own (:meth:`MultifieldGAN.generate_physical`), through the fixed ranges of
+:mod:`tfastro.multifield.io` (``LOG10_RANGES``, ``PARAM_RANGES``).
 """
 import keras
 import numpy as np
 from keras import ops
 
+from tfastro.multifield.io import (
+    check_fields,
+    check_param_names,
+    denormalise_maps,
+    normalise_params,
+)
 from tfastro.multifield.layers import (
     GLU,
     ConditionProjection,
@@ -74,6 +85,18 @@ def average_pool(images, factor):
     return ops.average_pool(images, factor, factor, padding="valid")
 
 
+def _recorded_names(name, names, count, check):
+    """``names`` (None: not recorded) as a tuple of ``count`` names that ``check`` accepts."""
+    if names is None:
+        return None
+    names = tuple(names)
+    if names:
+        check(names)
+    if len(names) != count:
+        raise ValueError(f"{name}={names!r}: expected {count} names")
+    return names
+
+
 def _split_inputs(inputs, count):
     """The first ``count`` tensors of ``inputs`` (a tensor or a list/tuple), then theta or None."""
     tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -96,10 +119,14 @@ class Generator(keras.Model):
     ``call([z, theta], training=False)`` (``call(z)`` when n_params = 0) returns
     (full (B, R, R, channels), half (B, R/2, R/2, channels)), float32 in (-1, 1).
     Batch norm uses batch statistics when training and its moving averages otherwise.
+
+    ``fields`` (``channels`` names of ``io.LOG10_RANGES``, in channel order) and
+    ``param_names`` (``n_params`` names of ``io.PARAM_RANGES``, in the order of theta's
+    columns) record what the maps and theta are; None: not recorded.
     """
 
     def __init__(self, resolution=256, channels=3, latent_dim=256, n_params=2, width=1.0,
-                 condition_dim=64, **kwargs):
+                 condition_dim=64, fields=None, param_names=None, **kwargs):
         super().__init__(**kwargs)
         self.resolution = check_resolution(resolution)
         self.channels = int(channels)
@@ -109,6 +136,9 @@ class Generator(keras.Model):
         self.condition_dim = int(condition_dim)
         if self.n_params < 0:
             raise ValueError(f"n_params must be >= 0, got {n_params}")
+        self.fields = _recorded_names("fields", fields, self.channels, check_fields)
+        self.param_names = _recorded_names("param_names", param_names, self.n_params,
+                                           check_param_names)
         widths = feature_widths(self.width)
         policy = self.dtype_policy
         if self.n_params:
@@ -165,7 +195,9 @@ class Generator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution, "channels": self.channels,
                 "latent_dim": self.latent_dim, "n_params": self.n_params, "width": self.width,
-                "condition_dim": self.condition_dim}
+                "condition_dim": self.condition_dim,
+                "fields": None if self.fields is None else list(self.fields),
+                "param_names": None if self.param_names is None else list(self.param_names)}
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
@@ -501,6 +533,24 @@ class MultifieldGAN(keras.Model):
                                              training=False)[0])
                 for i in range(0, len(theta), batch_size)]
         return np.concatenate(maps, axis=0)
+
+    def generate_physical(self, params, z=None, seed=None, use_ema=True, batch_size=64):
+        """Maps in physical units for physical parameters: ``params`` (N, n_params), columns
+        the generator's ``param_names`` (e.g. Omega_m, sigma_8), are normalised over their
+        Latin-hypercube ranges (``io.normalise_params``), and the generated maps are turned
+        back into physical units with the fixed log10 ranges of its ``fields``
+        (``io.denormalise_maps``). z, seed, use_ema, batch_size: as in :meth:`generate`.
+        Returns numpy float32 (N, R, R, channels).
+        """
+        names, fields = self.generator.param_names, self.generator.fields
+        if names is None or fields is None:
+            raise ValueError(f"{self.generator.name} records no field and parameter names (saved "
+                             "before generators carried them): use generate() with "
+                             "io.normalise_params and io.denormalise_maps")
+        params = np.asarray(params, np.float64)
+        theta = normalise_params(params, names) if names else np.zeros((len(params), 0))
+        return denormalise_maps(self.generate(theta.astype("float32"), z, seed, use_ema,
+                                              batch_size), fields)
 
     # --- training ----------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ def build_gan(cfg, channels):
     dtype = None if cfg.policy == "float32" else cfg.policy
     n_params = len(cfg.param_names)
     generator = Generator(cfg.resolution, channels, cfg.latent_dim, n_params, cfg.gan_width,
-                          dtype=dtype)
+                          fields=cfg.field_names, param_names=cfg.param_names, dtype=dtype)
     discriminator = Discriminator(cfg.resolution, channels, n_params, cfg.gan_width, dtype=dtype)
     gan = MultifieldGAN(generator, discriminator, loss=cfg.gan_loss, n_critic=cfg.n_critic,
                         seed=cfg.seed)
@@ -81,6 +81,9 @@ def restore(gan, path, flag="--pretrained_model"):
         differ += [f"{network} {key}: checkpoint {theirs.get(key)!r}, flags {ours[key]!r}"
                    for key in ("resolution", "channels", "latent_dim", "n_params", "width")
                    if key in ours and theirs.get(key) != ours[key]]
+        differ += [f"{network} {key}: checkpoint {theirs[key]!r}, flags {ours[key]!r}"
+                   for key in ("fields", "param_names")  # absent from checkpoints made before
+                   if theirs.get(key) is not None and theirs[key] != ours[key]]
     if differ:
         raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
                              + "; ".join(differ) + ")")
@@ -271,14 +274,11 @@ def train(cfg, log=print):
 
 def generate_at(gan, cfg, fields, out_dir, log=print):
     """Maps at each --generate_params vector, written in physical units."""
-    from tfastro.multifield.io import denormalise_maps, normalise_params
     written = []
     for k, theta in enumerate(cfg.generate_theta):
         rows = np.repeat(theta[None], cfg.num_generated_maps, axis=0)
-        maps = gan.generate(normalise_params(rows, cfg.param_names).astype("float32"),
-                            seed=cfg.seed + k)
         path = os.path.join(out_dir, f"generated_at_{k}.npy")
-        np.save(path, denormalise_maps(maps, fields).astype("float32"))
+        np.save(path, gan.generate_physical(rows, seed=cfg.seed + k))
         written.append({"file": os.path.basename(path),
                         "params": dict(zip(cfg.param_names, map(float, theta))),
                         "maps": cfg.num_generated_maps, "fields": list(fields)})
