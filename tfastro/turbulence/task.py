@@ -59,7 +59,7 @@ def snapshot_files(cfg):
 def split_images(cfg, files, split):
     """(images, labels) for the classifier or (inputs, targets) for the U-net of ``split``:
     training slices get the extra shifted copies, test images the ``projection``."""
-    from tfastro.turbulence import io as turbulence
+    from tfastro.turbulence import pipeline as turbulence
     options = {"projection": cfg.projection if split == "test" else 1,
                "shifts": None if split == "train" else (), "seed": cfg.seed}
     try:
