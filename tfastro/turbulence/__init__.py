@@ -6,7 +6,8 @@ Modules (the same names in every case package):
 * ``synthetic`` — five synthetic classes of FITS cubes (``python -m tfastro.turbulence.synthetic``).
 * ``pipeline`` — slices, buffered splits, tiles, histogram equalisation, ``tf.data``
   (TensorFlow).
-* ``model`` — ``turbulence_classifier``, ``turbulence_unet`` and their losses.
+* ``model`` — ``turbulence_classifier``, ``turbulence_unet``, their losses, and
+  ``apply_to_cube`` (a trained model on a raw cube, with the preprocessing it records).
 * ``config``, ``task`` — ``run.py --model_name turbulence_cnn|turbulence_unet``.
 * ``evaluation`` — classification scores, saliency, occlusion, blur sweep.
 * ``figures`` — confusion matrix, saliency, blur sweep, mapping.
@@ -61,7 +62,9 @@ from tfastro.turbulence.model import (
                                    SSIM_ALPHAS,
                                    UNET_BATCH_SIZE,
                                    SSIMMSELoss,
+                                   TilePreprocessing,
                                    adamw,
+                                   apply_to_cube,
                                    compile_classifier,
                                    compile_unet,
                                    early_stopping,
@@ -90,7 +93,8 @@ __all__ = ["TURBULENCE_CLASSES", "CLASS_LABELS", "FIELDS", "CODE_UNITS", "athdf_
            "read_fits_cube", "fits_units", "class_files", "SyntheticClass", "SYNTHETIC_CLASSES",
            "SIGMA_LN_RHO", "RHO0", "E_B0", "E_C0", "NOISE", "SYNTHETIC_UNITS", "planted_spectrum",
            "class_gaussian_field", "synthetic_snapshot", "snapshot_path",
-           "write_synthetic_turbulence", "turbulence_classifier", "turbulence_unet", "SSIMMSELoss",
+           "write_synthetic_turbulence", "turbulence_classifier", "turbulence_unet",
+           "TilePreprocessing", "apply_to_cube", "SSIMMSELoss",
            "ssim_mse_loss", "adamw", "compile_classifier", "compile_unet", "early_stopping",
            "SSIM_ALPHAS", "DEFAULT_SSIM_ALPHA", "CLASSIFIER_BATCH_SIZE", "UNET_BATCH_SIZE",
            "confusion_matrix", "classification_report", "SALIENCY_SIGMA", "SALIENCY_LEVEL",

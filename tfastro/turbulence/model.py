@@ -16,6 +16,12 @@ zero), batch norm uses momentum 0.1 there (0.9 here) and epsilon 1e-5, the strid
 convolutions pad one pixel on every side (Keras' 'same' would pad only after), and AdamW's
 epsilon is 1e-8. Its decoupled weight decay, w <- w - lr * weight_decay * w, applies to every
 variable, as PyTorch's AdamW over ``model.parameters()`` does.
+
+The tiles are preprocessed per cube before the network (log10, min-max over the cube, optional
+phases only, tiles, histogram equalisation: :mod:`tfastro.turbulence.pipeline`). Each model
+records the settings it was trained with in its first layer (:class:`TilePreprocessing`, which
+passes the tiles unchanged), so a saved model applies to a raw cube on its own through
+:func:`apply_to_cube`.
 """
 import keras
 import numpy as np
@@ -23,9 +29,10 @@ from keras import ops
 
 from tfastro.fields.image_metrics import ssim2d_tensor
 
-__all__ = ["turbulence_classifier", "turbulence_unet", "SSIMMSELoss", "ssim_mse_loss", "adamw",
-           "compile_classifier", "compile_unet", "early_stopping", "SSIM_ALPHAS",
-           "DEFAULT_SSIM_ALPHA", "CLASSIFIER_BATCH_SIZE", "UNET_BATCH_SIZE"]
+__all__ = ["turbulence_classifier", "turbulence_unet", "TilePreprocessing", "apply_to_cube",
+           "SSIMMSELoss", "ssim_mse_loss", "adamw", "compile_classifier", "compile_unet",
+           "early_stopping", "SSIM_ALPHAS", "DEFAULT_SSIM_ALPHA", "CLASSIFIER_BATCH_SIZE",
+           "UNET_BATCH_SIZE"]
 
 
 #: Weights of the SSIM term tried in the paper; 0.02, the middle one, is the default.
@@ -68,8 +75,42 @@ def _check_widths(name, widths):
     return tuple(_check_positive_int(name, w) for w in widths)
 
 
+@keras.saving.register_keras_serializable(package="tfastro")
+class TilePreprocessing(keras.layers.Layer):
+    """The preprocessing a turbulence model's input tiles went through, recorded in the model
+    (the tiles pass unchanged): what :func:`apply_to_cube` repeats on a raw cube.
+
+    Args:
+      field: the field (FITS extension) the tiles were cut from, e.g. "density".
+      flattened_power: phases only of every slice (:func:`pipeline.flatten_power`).
+      equalised: tiles histogram-equalised to (0, 1] (the classifier's); False: log10 min-max
+        over the cube / 255, in [0, 1] (the U-net's).
+      class_names: the classifier's classes in logit order (None for the U-net).
+      target_field: the field the U-net predicts, in the same scaling (None for the classifier).
+    """
+
+    def __init__(self, field="density", flattened_power=False, equalised=True, class_names=None,
+                 target_field=None, **kwargs):
+        super().__init__(**kwargs)
+        self.field, self.target_field = field, target_field
+        self.flattened_power, self.equalised = bool(flattened_power), bool(equalised)
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+
+    def call(self, tiles):
+        return tiles
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "field": self.field,
+                "flattened_power": self.flattened_power, "equalised": self.equalised,
+                "class_names": self.class_names, "target_field": self.target_field}
+
+
 def turbulence_classifier(tile=128, n_classes=5, channels=(8, 16, 32, 64), dropout=0.25,
-                          in_channels=1):
+                          in_channels=1, field="density", flattened_power=False,
+                          class_names=None):
     """Strided-convolution classifier: tile -> class logits.
 
     ``len(channels)`` blocks of [zero-pad 1 -> Conv2D 3x3 stride 2 (valid) -> batch norm ->
@@ -85,6 +126,8 @@ def turbulence_classifier(tile=128, n_classes=5, channels=(8, 16, 32, 64), dropo
       channels: output channels of the strided convolutions.
       dropout: dropout rate before the dense layer.
       in_channels: channels of the input tiles (1: density).
+      field, flattened_power, class_names: the preprocessing of the training tiles and the
+        classes, recorded in the model (:class:`TilePreprocessing`).
     Returns:
       keras.Model ``(B, tile, tile, in_channels)`` -> ``(B, n_classes)`` float32 logits.
     """
@@ -99,8 +142,11 @@ def turbulence_classifier(tile=128, n_classes=5, channels=(8, 16, 32, 64), dropo
                          f"leave a {_POOLED_SIDE} x {_POOLED_SIDE} map")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names={class_names!r}: expected {n_classes} names")
     images = keras.Input((tile, tile, in_channels), name="images")
-    x = images
+    x = TilePreprocessing(field, flattened_power, equalised=True, class_names=class_names,
+                          name="preprocessing")(images)
     for i, width in enumerate(channels, start=1):
         x = keras.layers.ZeroPadding2D(1, name=f"pad{i}")(x)
         x = keras.layers.Conv2D(width, 3, strides=2, padding="valid",
@@ -126,7 +172,8 @@ def _conv_block(x, width, name):
     return x
 
 
-def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channels=1):
+def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channels=1,
+                    field="density", target_field="magnetic_energy_density"):
     """U-net mapping one field's tile to another's (density -> magnetic or CR energy density).
 
     Encoder level l: 2 x [conv 3x3 'same' -> batch norm -> ReLU] with ``filters[l]`` channels,
@@ -139,6 +186,8 @@ def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channe
       tile: side of the tiles in pixels; a multiple of 2^(len(filters) - 1) (8 for 4 levels).
       filters: channels of each level, finest first.
       out_channels, in_channels: channels of the predicted and of the input maps.
+      field, target_field: the input and predicted fields, recorded in the model
+        (:class:`TilePreprocessing`).
     Returns:
       keras.Model ``(B, tile, tile, in_channels)`` -> ``(B, tile, tile, out_channels)`` float32,
       in the normalisation of the training targets.
@@ -152,7 +201,9 @@ def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channe
         raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
                          f"{len(filters) - 1} max-pools of 2 divide it exactly")
     images = keras.Input((tile, tile, in_channels), name="images")
-    skips, x = [], images
+    skips = []
+    x = TilePreprocessing(field, equalised=False, target_field=target_field,
+                          name="preprocessing")(images)
     for level, width in enumerate(filters[:-1], start=1):
         x = _conv_block(x, width, f"down{level}")
         skips.append(x)
@@ -229,6 +280,40 @@ def compile_unet(model, lr=1e-2, weight_decay=1e-2, alpha=DEFAULT_SSIM_ALPHA, **
     model.compile(optimizer=adamw(lr, weight_decay), loss=ssim_mse_loss(alpha),
                   metrics=[keras.metrics.MeanSquaredError(name="mse")], **compile_kwargs)
     return model
+
+
+def apply_to_cube(model, cube, projection=1, batch_size=32):
+    """A trained classifier or U-net applied to every slice of a raw cube, preprocessed with
+    the settings the model recorded (:class:`TilePreprocessing`; :func:`pipeline.cube_images`).
+
+    Args:
+      model: a model of :func:`turbulence_classifier` or :func:`turbulence_unet` (e.g. from
+        ``keras.saving.load_model``).
+      cube: ``(N, H, W)`` raw cube of the model's ``field`` (as :func:`io.read_fits_cube` reads
+        it), sliced along axis 0; H and W multiples of the model's tile.
+      projection: average this many adjacent raw slices per image (training used single slices).
+      batch_size: tiles per model call.
+    Returns:
+      classifier: float32 logits ``(N, T, n_classes)`` of the T tiles of every image, row-major;
+      U-net: float32 ``(N, H, W, out_channels)`` predicted ``target_field`` maps in the scaling
+      of its training targets (log10, min-max over the target cube, / 255: relative, as a new
+      cube's target range is unknown).
+    """
+    from tfastro.turbulence.pipeline import cube_images, untile_image
+    try:
+        settings = model.get_layer("preprocessing")
+    except ValueError:
+        raise ValueError(f"model {model.name!r} records no preprocessing (saved before models "
+                         "carried it): preprocess the cube with pipeline.cube_images and call "
+                         "the model") from None
+    tile = model.input_shape[1]
+    images = cube_images(cube, tile, projection, settings.flattened_power, settings.equalised)
+    predicted = np.asarray(model.predict(images.reshape((-1, tile, tile, 1)),
+                                         batch_size=batch_size, verbose=0))
+    if predicted.ndim == 2:  # class logits
+        return predicted.reshape(images.shape[:2] + predicted.shape[-1:])
+    maps = np.moveaxis(predicted.reshape(images.shape + predicted.shape[-1:]), -1, 1)
+    return np.moveaxis(untile_image(maps, *np.shape(cube)[1:]), 1, -1)
 
 
 def early_stopping(patience=5, min_delta=0.0):

@@ -5,7 +5,8 @@ validation and test slices from parts a whole part apart, also across the period
 A slice goes through log10 and min-max over its cube (``to_byte_scale``), optionally phases
 only (``flatten_power``), periodic shifts, tiles (``tile_image``) and histogram equalisation;
 ``project_slices`` averages adjacent slices. ``turbulence_dataset`` batches the images with
-random flips. Images are ``(N, H, W, 1)`` float32 in [0, 1].
+random flips. Images are ``(N, H, W, 1)`` float32 in [0, 1]. ``cube_images`` preprocesses every
+slice of one cube the same way, without split or shifts (to apply a trained model).
 """
 import numpy as np
 import tensorflow as tf
@@ -14,8 +15,9 @@ from tfastro.core.errors import UserInputError
 from tfastro.turbulence.io import read_fits_cube
 
 __all__ = ["SPLITS", "to_byte_scale", "flatten_power", "periodic_shift", "tile_image",
-           "equalise_histogram", "project_slices", "buffered_split", "slice_separation",
-           "assert_buffered", "classification_images", "mapping_images", "turbulence_dataset"]
+           "untile_image", "equalise_histogram", "project_slices", "buffered_split",
+           "slice_separation", "assert_buffered", "classification_images", "mapping_images",
+           "cube_images", "turbulence_dataset"]
 
 
 #: Split name -> part of the slicing axis (parts numbered from 0).
@@ -68,6 +70,15 @@ def tile_image(img, tile):
     tiles = img.reshape(lead + (h // tile, tile, w // tile, tile))
     tiles = np.moveaxis(tiles, -3, -2)  # (..., ny, nx, tile, tile)
     return tiles.reshape(lead + ((h // tile) * (w // tile), tile, tile))
+
+
+def untile_image(tiles, height, width):
+    """Inverse of :func:`tile_image`: ``(..., n, tile, tile)`` tiles -> ``(..., H, W)``."""
+    tiles = np.asarray(tiles)
+    tile = tiles.shape[-1]
+    lead = tiles.shape[:-3]
+    grid = tiles.reshape(lead + (height // tile, width // tile, tile, tile))
+    return np.moveaxis(grid, -2, -3).reshape(lead + (height, width))
 
 
 def equalise_histogram(tiles, bins=256):
@@ -172,15 +183,25 @@ def assert_buffered(split, n_slices, parts=6, projection=1):
                                  f"{buffer} (one part of {n_slices} / {parts})")
 
 
+def _check_tile(cube, tile):
+    if cube.shape[1] % tile or cube.shape[2] % tile:
+        raise UserInputError(f"tile={tile}: expected a divisor of the slice size "
+                             f"{cube.shape[1]} x {cube.shape[2]}")
+
+
+def _byte_scaled_slices(cube, projection):
+    """Every slice (``projection`` > 1: every periodic window of that many slices, averaged)
+    of one cube, log10 and min-max over the cube to [0, 255]: float32 (N, H, W)."""
+    return to_byte_scale(project_slices(cube, projection) if projection > 1 else cube)
+
+
 def _split_slices(cube, split, tile, projection):
     """Byte-scaled slices (or projections) of one cube for ``split``: float32 (n, H, W)."""
     if split not in SPLITS:
         raise UserInputError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
-    if cube.shape[1] % tile or cube.shape[2] % tile:
-        raise UserInputError(f"tile={tile}: expected a divisor of the slice size "
-                             f"{cube.shape[1]} x {cube.shape[2]}")
+    _check_tile(cube, tile)
     starts = buffered_split(cube.shape[0], projection=projection)[split]
-    return to_byte_scale(project_slices(cube, projection) if projection > 1 else cube)[starts]
+    return _byte_scaled_slices(cube, projection)[starts]
 
 
 def _rolls(slices, split, tile, shifts, rng):
@@ -253,6 +274,28 @@ def mapping_images(files, split, tile, input_field="density",
         targets.append(_shifted_tiles(pair[1], rolls, tile))
     return (np.concatenate(inputs)[..., None].astype(np.float32),
             np.concatenate(targets)[..., None].astype(np.float32))
+
+
+def cube_images(cube, tile, projection=1, flattened_power=False, equalised=True):
+    """Tiles of every slice of one raw cube, preprocessed as the training images are.
+
+    Args:
+      cube: ``(N, H, W)`` raw field (physical or code units; axis 0 is sliced).
+      tile: tile side, a divisor of H and W.
+      projection: average this many adjacent raw slices per image (periodic windows).
+      flattened_power: phases only (:func:`flatten_power`) of each byte-scaled slice.
+      equalised: histogram-equalise each tile to (0, 1] (the classifier's images); False:
+        byte scale / 255, in [0, 1] (the U-net's).
+    Returns:
+      float32 ``(N, (H / tile) (W / tile), tile, tile)``: image by image, tiles row-major.
+    """
+    cube = np.asarray(cube)
+    _check_tile(cube, tile)
+    slices = _byte_scaled_slices(cube, projection)
+    if flattened_power:
+        slices = flatten_power(slices)
+    tiles = tile_image(slices, tile)
+    return equalise_histogram(tiles) if equalised else (tiles / 255.0).astype(np.float32)
 
 
 def _random_flips(x, y, seed):

@@ -11,7 +11,9 @@ column: the network is still trained and validated on single slices.
 ``turb_cnn`` classifies tiles into the classes (cross-entropy, AdamW lr 1e-3, weight decay
 1e-4, batch 64, random flips); ``turb_unet`` maps the ``turb_field`` tile onto the
 ``turb_target`` tile (MSE + ssim_alpha (1 - SSIM), AdamW lr 1e-2, weight decay 1e-2, batch
-32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults.
+32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults. The model records
+its preprocessing (``turb_field``, ``flattened_power``, the classes or ``turb_target``), so a
+checkpoint applies on its own to a raw cube: :func:`tfastro.turbulence.model.apply_to_cube`.
 
 Training runs up to ``epochs`` epochs with early stopping on the validation loss
 (``patience`` epochs) and ends on the best epoch's weights; a checkpoint and the early-stopping
@@ -83,10 +85,14 @@ def build_model(cfg):
     with precision_policy(policy_name(cfg.mixed_precision)):
         if cfg.model_name == "turb_cnn":
             return models.compile_classifier(
-                models.turbulence_classifier(cfg.tile_size, len(cfg.classes)), lr, decay,
+                models.turbulence_classifier(cfg.tile_size, len(cfg.classes),
+                                             field=cfg.turb_field,
+                                             flattened_power=cfg.flattened_power,
+                                             class_names=cfg.classes), lr, decay,
                 jit_compile=cfg.jit_compile)
-        return models.compile_unet(models.turbulence_unet(cfg.tile_size), lr, decay,
-                                   cfg.ssim_alpha, jit_compile=cfg.jit_compile)
+        return models.compile_unet(models.turbulence_unet(cfg.tile_size, field=cfg.turb_field,
+                                                          target_field=cfg.turb_target),
+                                   lr, decay, cfg.ssim_alpha, jit_compile=cfg.jit_compile)
 
 
 def _shown(labels, count):
