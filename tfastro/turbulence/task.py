@@ -59,15 +59,15 @@ def snapshot_files(cfg):
 def split_images(cfg, files, split):
     """(images, labels) for the classifier or (inputs, targets) for the U-net of ``split``:
     training slices get the extra shifted copies, test images the ``projection``."""
-    from tfastro.turbulence import io as turbulence
+    from tfastro.turbulence import pipeline
     options = {"projection": cfg.projection if split == "test" else 1,
                "shifts": None if split == "train" else (), "seed": cfg.seed}
     try:
         if cfg.model_name == "turb_cnn":
-            return turbulence.classification_images(files, split, cfg.tile_size, cfg.turb_field,
-                                                    phase_only=cfg.flattened_power, **options)
-        return turbulence.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
-                                         cfg.turb_target, **options)
+            return pipeline.classification_images(files, split, cfg.tile_size, cfg.turb_field,
+                                                  phase_only=cfg.flattened_power, **options)
+        return pipeline.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
+                                       cfg.turb_target, **options)
     except UserInputError as err:
         raise UserInputError(f"--turb_field={cfg.turb_field!r}, --turb_target={cfg.turb_target!r}"
                              f", --tile_size={cfg.tile_size}, --projection={cfg.projection}: {err}"
