@@ -16,7 +16,7 @@ column: the network is still trained and validated on single slices.
 Training runs up to ``epochs`` epochs with early stopping on the validation loss
 (``patience`` epochs) and ends on the best epoch's weights; a checkpoint and the early-stopping
 state are written after every epoch, so an interrupted run resumes where it stopped and a
-finished one only evaluates (:mod:`tfastro.core.epochs`).
+finished one only evaluates (:mod:`tfastro.core.loops`).
 
 Evaluation (after training, or ``is_training=False``) writes under
 ``<gen_frm_dir>/<iteration>/``: for the classifier ``metrics.json`` (accuracy, per-class
@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from tfastro.core.epochs import iteration, write_json
+from tfastro.core.loops import iteration, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.turbulence.config import validate_config
 
@@ -183,7 +183,7 @@ def train(cfg, log=print):
 
     from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import even_global_batch, shard_by_data
-    from tfastro.core.epochs import starting_model, train_epochs
+    from tfastro.core.loops import starting_model, train_epochs
     from tfastro.turbulence.pipeline import turbulence_dataset
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
@@ -208,7 +208,7 @@ def train(cfg, log=print):
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test split."""
     from tfastro.core.distribute import use_gpus
-    from tfastro.core.epochs import evaluation_model
+    from tfastro.core.loops import evaluation_model
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     files = snapshot_files(cfg)
