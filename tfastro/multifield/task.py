@@ -55,7 +55,12 @@ def open_maps(cfg):
 
 def build_gan(cfg, channels):
     """A compiled, built MultifieldGAN (both optimizers built) for ``cfg``."""
-    from tfastro.multifield.model import Discriminator, Generator, MultifieldGAN
+    from tfastro.multifield.model import (
+        Discriminator,
+        Generator,
+        MultifieldGAN,
+        default_optimizer,
+    )
     dtype = None if cfg.policy == "float32" else cfg.policy
     n_params = len(cfg.param_names)
     generator = Generator(cfg.resolution, channels, cfg.latent_dim, n_params, cfg.gan_width,
@@ -63,14 +68,18 @@ def build_gan(cfg, channels):
     discriminator = Discriminator(cfg.resolution, channels, n_params, cfg.gan_width, dtype=dtype)
     gan = MultifieldGAN(generator, discriminator, loss=cfg.gan_loss, n_critic=cfg.n_critic,
                         seed=cfg.seed)
-    gan.compile(jit_compile=cfg.jit_compile)  # mixed_float16: both optimizers scale the loss
+    # mixed_float16: both optimizers scale the loss
+    gan.compile(d_optimizer=default_optimizer(cfg.lr), g_optimizer=default_optimizer(cfg.lr),
+                jit_compile=cfg.jit_compile)
     return gan
 
 
 def restore(gan, path, flag="--pretrained_model"):
     """Load checkpoint ``path`` (weights, optimizers, EMA, iteration) into ``gan`` after
-    checking it holds the same architecture; UserInputError naming ``flag`` otherwise."""
+    checking it holds the same architecture; UserInputError naming ``flag`` otherwise. The
+    optimizers keep ``gan``'s learning rates (--lr), not the checkpoint's."""
     from tfastro.core.checkpoints import read_checkpoint_config
+    from tfastro.core.precision import base_optimizer
     stored, _ = read_checkpoint_config(path, flag)
     mine = gan.get_config()
     differ = []
@@ -83,7 +92,11 @@ def restore(gan, path, flag="--pretrained_model"):
     if differ:
         raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
                              + "; ".join(differ) + ")")
+    optimizers = [base_optimizer(o) for o in (gan.d_optimizer, gan.g_optimizer)]
+    rates = [float(o.learning_rate.numpy()) for o in optimizers]
     gan.load_weights(path)
+    for optimizer, rate in zip(optimizers, rates):
+        optimizer.learning_rate.assign(rate)
     return path
 
 

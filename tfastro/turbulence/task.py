@@ -8,10 +8,10 @@ periodic shifts, histogram equalisation: :mod:`tfastro.turbulence.io`). With
 ``projection`` > 1 the test images average that many adjacent slices, like an observed
 column: the network is still trained and validated on single slices.
 
-``turb_cnn`` classifies tiles into the classes (cross-entropy, AdamW lr 1e-3, weight decay
-1e-4, batch 64, random flips); ``turb_unet`` maps the ``turb_field`` tile onto the
-``turb_target`` tile (MSE + ssim_alpha (1 - SSIM), AdamW lr 1e-2, weight decay 1e-2, batch
-32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults.
+``turbulence_cnn`` classifies tiles into the classes (cross-entropy, AdamW, random flips);
+``turbulence_unet`` maps the ``turb_field`` tile onto the ``turb_target`` tile (MSE +
+ssim_alpha (1 - SSIM), AdamW). Their defaults of ``lr``, ``weight_decay`` and ``batch_size``
+differ (CNN 1e-3, 1e-4, 64; U-net 1e-2, 1e-2, 32: :mod:`tfastro.turbulence.config`).
 
 Training runs up to ``epochs`` epochs with early stopping on the validation loss
 (``patience`` epochs) and ends on the best epoch's weights; a checkpoint and the early-stopping
@@ -62,16 +62,17 @@ def split_images(cfg, files, split):
     from tfastro.turbulence import pipeline
     options = {"projection": cfg.projection if split == "test" else 1,
                "shifts": None if split == "train" else (), "seed": cfg.seed}
+    classifier = cfg.model_name == "turbulence_cnn"
     try:
-        if cfg.model_name == "turb_cnn":
+        if classifier:
             return pipeline.classification_images(files, split, cfg.tile_size, cfg.turb_field,
                                                   phase_only=cfg.flattened_power, **options)
         return pipeline.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
                                        cfg.turb_target, **options)
     except UserInputError as err:
-        raise UserInputError(f"--turb_field={cfg.turb_field!r}, --turb_target={cfg.turb_target!r}"
-                             f", --tile_size={cfg.tile_size}, --projection={cfg.projection}: {err}"
-                             ) from None
+        target = "" if classifier else f", --turb_target={cfg.turb_target!r}"
+        raise UserInputError(f"--turb_field={cfg.turb_field!r}{target}, --tile_size="
+                             f"{cfg.tile_size}, --projection={cfg.projection}: {err}") from None
 
 
 def build_model(cfg):
@@ -79,9 +80,9 @@ def build_model(cfg):
     under mixed_float16 Keras wraps AdamW in a LossScaleOptimizer)."""
     from tfastro.core.precision import policy_name, precision_policy
     from tfastro.turbulence import model as models
-    lr, decay = cfg.setting("lr"), cfg.setting("weight_decay")
+    lr, decay = cfg.lr, cfg.weight_decay
     with precision_policy(policy_name(cfg.mixed_precision)):
-        if cfg.model_name == "turb_cnn":
+        if cfg.model_name == "turbulence_cnn":
             return models.compile_classifier(
                 models.turbulence_classifier(cfg.tile_size, len(cfg.classes)), lr, decay,
                 jit_compile=cfg.jit_compile)
@@ -145,7 +146,7 @@ def evaluate_unet(cfg, model, inputs, targets, train_mean, out_dir, log):
     """MSE, SSIM and PSNR of the predicted test tiles against the identity and mean baselines."""
     from tfastro.fields.image_metrics import psnr, ssim2d
     from tfastro.turbulence import figures as viz
-    predicted = np.asarray(model.predict(inputs, batch_size=cfg.setting("batch_size"), verbose=0))
+    predicted = np.asarray(model.predict(inputs, batch_size=cfg.batch_size, verbose=0))
     candidates = {"unet": predicted, "identity": inputs,
                   "training_mean": np.full_like(targets, train_mean)}
     metrics = {name: {"mse": float(np.mean((guess - targets) ** 2)),
@@ -169,7 +170,7 @@ def evaluate(cfg, model, files, train_mean, log):
     from tfastro.core.checkpoints import results_dir
     x, y = split_images(cfg, files, "test")
     out_dir = results_dir(cfg.gen_frm_dir, iteration(model))
-    if cfg.model_name == "turb_cnn":
+    if cfg.model_name == "turbulence_cnn":
         result = evaluate_classifier(cfg, model, x, y, out_dir, log)
     else:
         result = evaluate_unet(cfg, model, x, y, train_mean, out_dir, log)
@@ -192,7 +193,7 @@ def train(cfg, log=print):
     with strategy.scope():
         model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
-    batch = {name: even_global_batch(len(images), cfg.setting("batch_size"), strategy,
+    batch = {name: even_global_batch(len(images), cfg.batch_size, strategy,
                                      f"{name} tiles")
              for name, images in (("training", x), ("validation", validation[0]))}
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
@@ -214,7 +215,7 @@ def test(cfg, log=print):
     files = snapshot_files(cfg)
     model = evaluation_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
-                  if cfg.model_name == "turb_unet" else None)
+                  if cfg.model_name == "turbulence_unet" else None)
     return evaluate(cfg, model, files, train_mean, log)
 
 
