@@ -125,7 +125,9 @@ def transform_each_tf(x, k, group):
     ``group`` ``(G, d, d)`` on its d spatial axes 1..d (as :func:`transform`)."""
     import tensorflow as tf
     d = np.shape(group)[1]
-    return tf.gather_nd(x, source_indices(k, group, tf.shape(x)[1:d + 1]), batch_dims=1)
+    out = tf.gather_nd(x, source_indices(k, group, tf.shape(x)[1:d + 1]), batch_dims=1)
+    out.set_shape(x.shape)  # the elements keep the shape (axes they swap have equal lengths)
+    return out
 
 
 def random_elements(seed, shape, group):
