@@ -6,7 +6,7 @@ in-memory batch: the first step (tracing, and XLA compilation with jit) and the 
 next --steps steps are timed. Prints one markdown table.
 
     python bench/jit_compile.py                     # all models, small sizes, CPU: a few minutes
-    python bench/jit_compile.py --models dm2gal,column --steps 20
+    python bench/jit_compile.py --models dm2gal,prestellar --steps 20
 """
 import argparse
 import os
@@ -15,40 +15,45 @@ import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-MODELS = ("mim", "multifield_gan", "dm2gal", "turb_cnn", "turb_unet", "column")
+MODELS = ("mim", "multifield", "dm2gal", "turbulence_cnn", "turbulence_unet", "prestellar")
 
 
 def build(name, jit, rng):
     """(compiled model, one training batch (x, y), size in words) of ``name``."""
     from tfastro.dm2gal import task as dm2gal
+    from tfastro.dm2gal.config import DM2GalConfig
     from tfastro.multifield import task as multifield
-    from tfastro.prestellar import task as column
+    from tfastro.multifield.config import MultifieldConfig
+    from tfastro.prestellar import task as prestellar
+    from tfastro.prestellar.config import PrestellarConfig
     from tfastro.supernova import task as mim3d
+    from tfastro.supernova.config import MIM3DConfig
     from tfastro.turbulence import task as turbulence
+    from tfastro.turbulence.config import TurbulenceCNNConfig, TurbulenceUNetConfig
     data = lambda *shape: rng.uniform(size=shape).astype("float32")  # noqa: E731
     if name == "mim":
-        cfg = mim3d.MIM3DConfig(img_width=16, img_depth=16, input_length=5, total_length=10,
-                                num_hidden="8,8,8,8", filter_size=3, patch_size=2, batch_size=2,
-                                remat="false", jit_compile=jit)
+        cfg = MIM3DConfig(img_width=16, img_depth=16, input_length=5, total_length=10,
+                          num_hidden="8,8,8,8", filter_size=3, patch_size=2, batch_size=2,
+                          remat="false", jit_compile=jit)
         mim3d.configure_tensorflow(cfg)
         return (mim3d.build_model(cfg), (data(2, 10, 16, 16, 16, 1), None),
                 "16^3, 10 frames, hidden 8x4, batch 2, reverse pass")
-    if name == "multifield_gan":
-        cfg = multifield.MultifieldConfig(resolution=64, latent_dim=64, gan_width=0.25,
-                                          jit_compile=jit)
+    if name == "multifield":
+        cfg = MultifieldConfig(resolution=64, latent_dim=64, gan_width=0.25, jit_compile=jit)
         return (multifield.build_gan(cfg, 3), (2 * data(8, 64, 64, 3) - 1, data(8, 2)),
                 "64^2 x 3, width 0.25, batch 8, n_critic 2")
     if name == "dm2gal":
-        model = dm2gal.build_model(dm2gal.DM2GalConfig(window=17, dm2gal_ch=8, lr=1e-3,
-                                                       jit_compile=jit))
+        model = dm2gal.build_model(DM2GalConfig(window=17, dm2gal_ch=8, lr=1e-3,
+                                                jit_compile=jit))
         return model, (data(16, 17, 17, 17, 2), data(16, 1)), "window 17^3, ch 8, batch 16"
-    if name in ("turb_cnn", "turb_unet"):
-        cfg = turbulence.TurbulenceConfig(model_name=name, tile_size=64, jit_compile=jit)
-        batch = cfg.setting("batch_size")
-        y = rng.integers(0, 5, batch) if name == "turb_cnn" else data(batch, 64, 64, 1)
+    if name in ("turbulence_cnn", "turbulence_unet"):
+        config = TurbulenceCNNConfig if name == "turbulence_cnn" else TurbulenceUNetConfig
+        cfg = config(tile_size=64, jit_compile=jit)
+        batch = cfg.batch_size
+        y = rng.integers(0, 5, batch) if name == "turbulence_cnn" else data(batch, 64, 64, 1)
         return turbulence.build_model(cfg), (data(batch, 64, 64, 1), y), f"64^2, batch {batch}"
     cores = types.SimpleNamespace(log_density=data(1, 16, 16, 16), ppv=data(1, 16, 16, 16))
-    model = column.build_model(column.PrestellarConfig(jit_compile=jit), cores)
+    model = prestellar.build_model(PrestellarConfig(jit_compile=jit), cores)
     return model, (data(8, 16, 16, 16, 1), data(8, 16, 16, 16, 2)), "16^3, 16 channels, batch 8"
 
 

@@ -48,7 +48,7 @@ def training_comparison(iterations):
     data = load_sn_npz(path)
     results = {}
     for precision in ("float32", "bfloat16"):
-        cfg = MIM3DConfig(train_data_paths=path, valid_data_paths=path,
+        cfg = MIM3DConfig(dataset_name="sn", train_data_paths=path, valid_data_paths=path,
                           save_dir=os.path.join(folder, precision, "ckpt"),
                           gen_frm_dir=os.path.join(folder, precision, "res"), img_width=8,
                           img_depth=8, input_length=3, total_length=8, num_hidden="8,8",

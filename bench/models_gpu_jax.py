@@ -38,11 +38,11 @@ def _adam_mse(model, input_shape):
 def cases(rng):
     """(name, model factory, batch of inputs, batch of targets) per model at its paper's size."""
     tiles = rng.random((64, 128, 128, 1), dtype=np.float32)
-    yield ("turb_cnn 128^2", lambda: compile_classifier(turbulence_classifier(128, 5)),
+    yield ("turbulence_cnn 128^2", lambda: compile_classifier(turbulence_classifier(128, 5)),
            tiles, rng.integers(0, 5, 64))
-    yield ("turb_unet 128^2", lambda: compile_unet(turbulence_unet(128)),
+    yield ("turbulence_unet 128^2", lambda: compile_unet(turbulence_unet(128)),
            tiles[:32], rng.random((32, 128, 128, 1), dtype=np.float32))
-    yield ("column 32^3, 32 channels", lambda: _adam_mse(ColumnNet(32, 32, seed=0),
+    yield ("prestellar 32^3, 32 channels", lambda: _adam_mse(ColumnNet(32, 32, seed=0),
                                                          (None, 32, 32, 32, 1)),
            rng.random((8, 32, 32, 32, 1), dtype=np.float32),
            rng.random((8, 32, 32, 32, 2), dtype=np.float32))

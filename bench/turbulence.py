@@ -1,7 +1,7 @@
 """Turbulence classifier on CPU: the flattened-power experiment end to end, and training speed.
 
-1. Writes synthetic turbulence classes (or reads --data-dir), trains turb_cnn on full images
-   and on phases only (--flattened_power) through tfastro.turbulence.task, and prints the
+1. Writes synthetic turbulence classes (or reads --data-dir), trains turbulence_cnn on full
+   images and on phases only (--flattened_power) through tfastro.turbulence.task, prints the
    per-class F1 of both runs side by side (the paper's table: phases alone still separate
    some classes);
 2. seconds per training step and tiles per second of the classifier (batch 64) and the U-net
@@ -44,7 +44,7 @@ def main():
     import numpy as np
 
     from tfastro.turbulence import model as models
-    from tfastro.turbulence.config import TurbulenceConfig
+    from tfastro.turbulence.config import TurbulenceCNNConfig
     from tfastro.turbulence.synthetic import write_synthetic_turbulence
     from tfastro.turbulence.task import run
 
@@ -55,11 +55,11 @@ def main():
             write_synthetic_turbulence(data_dir, args.size, args.snapshots, seed=args.seed)
         f1, seconds = {}, {}
         for phases in (False, True):
-            cfg = TurbulenceConfig(data_dir=data_dir, tile_size=args.tile, epochs=args.epochs,
-                                   lr=args.lr, patience=args.epochs, flattened_power=phases,
-                                   seed=args.seed, saliency_images=1, blur_sigmas="0",
-                                   save_dir=os.path.join(folder, f"ckpt{phases}"),
-                                   gen_frm_dir=os.path.join(folder, f"res{phases}"))
+            cfg = TurbulenceCNNConfig(data_dir=data_dir, tile_size=args.tile, epochs=args.epochs,
+                                      lr=args.lr, patience=args.epochs, flattened_power=phases,
+                                      seed=args.seed, saliency_images=1, blur_sigmas="0",
+                                      save_dir=os.path.join(folder, f"ckpt{phases}"),
+                                      gen_frm_dir=os.path.join(folder, f"res{phases}"))
             t0 = time.time()
             report = run(cfg, log=lambda *a: None)
             seconds[phases] = time.time() - t0

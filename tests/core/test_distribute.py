@@ -2,6 +2,7 @@
 scaling of each model's train step, a whole run resumed under mixed precision, and two
 MultiWorkerMirroredStrategy workers on loopback stepping exactly like one process."""
 import dataclasses
+import functools
 import json
 import os
 import runpy
@@ -18,10 +19,15 @@ from tfastro.core.distribute import even_batch, get_strategy, global_batch
 from tfastro.core.errors import UserInputError
 from tfastro.core.precision import base_optimizer, policy_name, precision_policy
 from tfastro.dm2gal import task as dm2gal
+from tfastro.dm2gal.config import DM2GalConfig
 from tfastro.multifield import task as multifield
-from tfastro.prestellar import task as column
+from tfastro.multifield.config import MultifieldConfig
+from tfastro.prestellar import task as prestellar
+from tfastro.prestellar.config import PrestellarConfig
 from tfastro.supernova import task as mim3d
+from tfastro.supernova.config import MIM3DConfig
 from tfastro.turbulence import task as turbulence
+from tfastro.turbulence.config import TurbulenceCNNConfig, TurbulenceUNetConfig
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
 
@@ -34,33 +40,34 @@ def tiny_model(name, policy, rng):
     """(compiled model of run.py --model_name ``name`` with ``--mixed_precision policy``, one
     training batch, the optimizer that applies its update)."""
     if name == "mim":
-        cfg = mim3d.MIM3DConfig(img_width=8, img_depth=8, input_length=2, total_length=4,
-                                num_hidden="4,4", filter_size=3, reverse_input=False,
-                                remat="false", mixed_precision=policy)
+        cfg = MIM3DConfig(img_width=8, img_depth=8, input_length=2, total_length=4,
+                          num_hidden="4,4", filter_size=3, reverse_input=False,
+                          remat="false", mixed_precision=policy)
         model = mim3d.build_model(cfg)
         return model, _inputs(rng, 2, 4, 8, 8, 8, 1), model.optimizer
-    if name == "multifield_gan":
-        cfg = multifield.MultifieldConfig(resolution=32, latent_dim=8, gan_width=1 / 16,
-                                          n_critic=1, mixed_precision=policy)
+    if name == "multifield":
+        cfg = MultifieldConfig(resolution=32, latent_dim=8, gan_width=1 / 16,
+                               n_critic=1, mixed_precision=policy)
         gan = multifield.build_gan(cfg, 3)
         return gan, (2 * _inputs(rng, 2, 32, 32, 3) - 1, _inputs(rng, 2, 2)), gan.g_optimizer
     if name == "dm2gal":
-        model = dm2gal.build_model(dm2gal.DM2GalConfig(window=15, dm2gal_ch=2,
-                                                       mixed_precision=policy))
+        model = dm2gal.build_model(DM2GalConfig(window=15, dm2gal_ch=2,
+                                                mixed_precision=policy))
         return model, (_inputs(rng, 4, 15, 15, 15, 2), _inputs(rng, 4, 1)), model.optimizer
-    if name in turbulence.MODELS:
-        model = turbulence.build_model(turbulence.TurbulenceConfig(
-            model_name=name, tile_size=64, mixed_precision=policy))
-        target = rng.integers(0, 5, 4) if name == "turb_cnn" else _inputs(rng, 4, 64, 64, 1)
+    if name.startswith("turbulence"):
+        config = TurbulenceCNNConfig if name == "turbulence_cnn" else TurbulenceUNetConfig
+        model = turbulence.build_model(config(tile_size=64, mixed_precision=policy))
+        target = rng.integers(0, 5, 4) if name == "turbulence_cnn" else _inputs(rng, 4, 64, 64, 1)
         return model, (_inputs(rng, 4, 64, 64, 1), target), model.optimizer
     cores = types.SimpleNamespace(log_density=np.zeros((1, 8, 8, 8)), ppv=np.zeros((1, 8, 8, 8)))
-    model = column.build_model(column.PrestellarConfig(column_width=4, mixed_precision=policy), cores)
+    model = prestellar.build_model(PrestellarConfig(column_width=4, mixed_precision=policy),
+                                   cores)
     return model, (_inputs(rng, 2, 8, 8, 8, 1), _inputs(rng, 2, 8, 8, 8, 2)), model.optimizer
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("name", ["mim", "multifield_gan", "dm2gal", "turb_cnn", "turb_unet",
-                                  "column"])
+@pytest.mark.parametrize("name", ["mim", "multifield", "dm2gal", "turbulence_cnn",
+                                  "turbulence_unet", "prestellar"])
 def test_train_step_in_mixed_precision(name, policy, rng):
     """Layers compute in float16 / bfloat16, every variable stays float32, the losses (and the
     outputs of the models trained by Keras' own loss) are float32 and finite. Under
@@ -87,12 +94,12 @@ def test_train_step_in_mixed_precision(name, policy, rng):
         assert float(optimizer.dynamic_scale.numpy()) == 2.0 ** (16 - step)
     else:
         assert step == 1
-    if name not in ("mim", "multifield_gan"):  # these compute their losses in float32 themselves
+    if name not in ("mim", "multifield"):  # these compute their losses in float32 themselves
         assert model(batch[0]).dtype == "float32"
 
 
 def test_mim_precision_bfloat16_is_an_alias():
-    cfg = mim3d.MIM3DConfig(precision="bfloat16")
+    cfg = MIM3DConfig(dataset_name="sn", precision="bfloat16")
     assert cfg.policy == policy_name("mixed_bfloat16") == "mixed_bfloat16"
     assert policy_name() == "float32"
     with pytest.raises(UserInputError, match="--mixed_precision=mixed_float16"):
@@ -122,9 +129,9 @@ def test_strategy_flags_are_checked(monkeypatch):
 
 
 @pytest.mark.parametrize("task, config", [
-    (mim3d, mim3d.MIM3DConfig), (multifield, multifield.MultifieldConfig),
-    (dm2gal, dm2gal.DM2GalConfig), (turbulence, turbulence.TurbulenceConfig),
-    (column, column.PrestellarConfig)])
+    (mim3d, functools.partial(MIM3DConfig, dataset_name="sn")), (multifield, MultifieldConfig),
+    (dm2gal, DM2GalConfig), (turbulence, TurbulenceCNNConfig),
+    (turbulence, TurbulenceUNetConfig), (prestellar, PrestellarConfig)])
 def test_evaluation_runs_apply_n_gpu(task, config):
     """--is_training=False runs use the first --n_gpu GPUs too: an impossible count is named
     before any data or checkpoint is read."""
@@ -146,20 +153,20 @@ def test_even_batch_leaves_no_replica_without_samples():
         even_batch(1, 8, 2, "validation tiles")
 
 
-def test_column_run_resumes_in_mixed_float16_under_mirrored(tmp_path):
+def test_prestellar_run_resumes_in_mixed_float16_under_mirrored(tmp_path):
     """A whole run (mirrored strategy, mixed_float16) writes a checkpoint whose loss-scaled
     optimizer, step count and float16 layers come back when the run resumes."""
     from tfastro.prestellar.io import write_prestellar
     from tfastro.prestellar.synthetic import synthetic_cores
     write_prestellar(tmp_path / "cores", synthetic_cores(10, n=8, n_channels=8, seed=4),
                      fits_files=False)
-    cfg = column.PrestellarConfig(data_dir=str(tmp_path / "cores"), epochs=1, column_width=4,
-                              batch_size=4, mc_samples=2, mixed_precision="mixed_float16",
-                              strategy="mirrored", save_dir=str(tmp_path / "ckpt"),
-                              gen_frm_dir=str(tmp_path / "res"))
-    first = column.run(cfg, log=lambda *a: None)
+    cfg = PrestellarConfig(data_dir=str(tmp_path / "cores"), epochs=1, column_width=4,
+                           batch_size=4, mc_samples=2, mixed_precision="mixed_float16",
+                           strategy="mirrored", save_dir=str(tmp_path / "ckpt"),
+                           gen_frm_dir=str(tmp_path / "res"))
+    first = prestellar.run(cfg, log=lambda *a: None)
     lines = []
-    model, metrics = column.train(dataclasses.replace(cfg, epochs=2), log=lines.append)
+    model, metrics = prestellar.train(dataclasses.replace(cfg, epochs=2), log=lines.append)
     assert any("resuming" in line for line in lines)
     assert (first["iteration"], metrics["iteration"]) == (2, 4)  # 8 training cores, batch 4
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)

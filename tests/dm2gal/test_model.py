@@ -1,9 +1,11 @@
-"""DM2Gal: shapes and parameter count of the released architecture, small windows, saving, and
-stitched sliding inference against window-by-window predictions."""
+"""DM2Gal: shapes and parameter count of the released architecture, small windows, the model
+checks (saving, resuming, mixed precision), and stitched sliding inference against
+window-by-window predictions."""
 import keras
 import numpy as np
 import pytest
 
+from tests.model_testing import check_model
 from tfastro.dm2gal.model import DM2Gal, dm2gal_kernel_sizes, predict_cube
 
 
@@ -58,26 +60,29 @@ def test_bad_kernels_and_input_shape_raise():
         DM2Gal(ch=2, window=17)(np.zeros((1, 19, 19, 19, 2), "float32"))
 
 
+def small_model(window=17):
+    """A compiled ch=2 model (batch norm on), unbuilt."""
+    model = DM2Gal(ch=2, window=window, hidden=8)
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
 def trained_small_model(window=17):
     """A ch=2 model with one fit step, so the batch-norm statistics are not the defaults."""
     keras.utils.set_random_seed(0)
-    model = DM2Gal(ch=2, window=window, hidden=8)
-    model.compile(optimizer="adam", loss="mse")
+    model = small_model(window)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, window, window, window, 2)).astype("float32")
     model.fit(x, rng.standard_normal((4, 1)).astype("float32"), epochs=1, verbose=0)
     return model
 
 
-def test_keras_round_trip_gives_identical_outputs(tmp_path):
-    model = trained_small_model()
-    x = np.random.default_rng(3).standard_normal((2, 17, 17, 17, 2)).astype("float32")
-    path = str(tmp_path / "dm2gal.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, DM2Gal)
-    assert loaded.get_config()["kernel_sizes"] == [1, 1, 1]
-    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+def test_model_checks(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 17, 17, 17, 2)).astype("float32")
+    checked = check_model(small_model, x, rng.standard_normal((4, 1)).astype("float32"),
+                          tmp_path=tmp_path)
+    assert checked.loaded.get_config()["kernel_sizes"] == [1, 1, 1]
 
 
 @pytest.fixture(scope="module")

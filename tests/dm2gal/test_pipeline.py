@@ -1,21 +1,18 @@
-"""dm2gal samples: candidate centres and regions against brute force, the 24 cube rotations,
-mass-bin weighted sampling (chi-square) and the streamed window pipeline."""
+"""dm2gal samples: candidate centres and regions against brute force, mass-bin weighted
+sampling (chi-square) and the streamed window pipeline of rotated windows."""
 import itertools
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy import stats
 
 from tfastro.core.errors import UserInputError
+from tfastro.core.symmetries import CUBE_ROTATIONS, transform
 from tfastro.dm2gal.pipeline import (
-    CUBE_ROTATIONS,
     DM2GalRegions,
     candidate_centres,
     centre_allowed,
     mass_bin_weights,
-    rotate_cube,
-    rotate_cube_tf,
     split_centres,
     split_regions,
     weighted_index_dataset,
@@ -109,55 +106,6 @@ def test_split_regions_reject_bad_boxes(kwargs, match):
     args = dict(grid_size=96, test=(8, 40), validation=(56, 88), window=17) | kwargs
     with pytest.raises(UserInputError, match=match):
         split_regions(**args)
-
-
-# ---------------------------------------------------------------- rotations
-
-def _matrix_index(matrix):
-    return [i for i, r in enumerate(CUBE_ROTATIONS) if (r == matrix).all()]
-
-
-def test_rotations_are_the_proper_rotation_group():
-    assert CUBE_ROTATIONS.shape == (24, 3, 3)
-    assert (CUBE_ROTATIONS[0] == np.eye(3)).all()
-    assert len({r.tobytes() for r in CUBE_ROTATIONS}) == 24
-    for r in CUBE_ROTATIONS:
-        assert round(np.linalg.det(r)) == 1
-        np.testing.assert_array_equal(r @ r.T, np.eye(3))
-    for a, b in itertools.product(CUBE_ROTATIONS, repeat=2):
-        assert len(_matrix_index(a @ b)) == 1  # closed under composition
-
-
-def test_rotate_cube_moves_each_voxel_by_its_matrix(rng):
-    d = 5
-    x = rng.normal(size=(d, d, d, 2))
-    offsets = np.array(list(itertools.product(range(-2, 3), repeat=3)))
-    images = set()
-    for k, r in enumerate(CUBE_ROTATIONS):
-        y = rotate_cube(x, k)
-        for u in offsets:
-            np.testing.assert_array_equal(y[tuple(r @ u + 2)], x[tuple(u + 2)])
-        images.add(y.tobytes())
-    assert len(images) == 24
-
-
-def test_rotate_cube_composes_like_the_matrices(rng):
-    x = rng.normal(size=(4, 4, 4, 1))
-    for i, j in itertools.product(range(24), repeat=2):
-        (ij,) = _matrix_index(CUBE_ROTATIONS[i] @ CUBE_ROTATIONS[j])
-        np.testing.assert_array_equal(rotate_cube(rotate_cube(x, j), i), rotate_cube(x, ij))
-
-
-def test_rotations_act_alike_on_channels_and_match_tensorflow(rng):
-    x = rng.normal(size=(3, 6, 6, 6, 2)).astype(np.float32)
-    rotate = tf.function(rotate_cube_tf)
-    for k in range(24):
-        y = rotate_cube(x, k)
-        for c in range(2):
-            np.testing.assert_array_equal(y[..., c:c + 1], rotate_cube(x[..., c:c + 1], k))
-        np.testing.assert_array_equal(y[1], rotate_cube(x[1], k))
-        np.testing.assert_array_equal(rotate(x, tf.constant(k)).numpy(), y)
-        np.testing.assert_array_equal(rotate_cube_tf(x[0], k).numpy(), y[0])
 
 
 # ---------------------------------------------------------------- weighted sampling
@@ -274,8 +222,8 @@ def test_augmented_weighted_windows_are_rotated_slices_at_drawn_centres(grids):
             centre = _centre_of(value)
             seen.add(tuple(int(c) for c in centre))
             direct = _direct_window(inputs, centre)
-            matches = [k for k in range(24)
-                       if np.array_equal(window, rotate_cube(direct, k))]
+            matches = [k for k, r in enumerate(CUBE_ROTATIONS)
+                       if np.array_equal(window, transform(direct, r, (0, 1, 2)))]
             assert len(matches) == 1
             rotations.add(matches[0])
     assert seen == {tuple(centres[i]) for i in (2, 7, 11)}

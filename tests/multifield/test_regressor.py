@@ -1,8 +1,10 @@
-"""ParameterRegressor: shapes, depth, .keras round trip, a short fit finding a planted signal."""
+"""ParameterRegressor: shapes, depth, the model checks (saving, resuming, mixed precision), a
+short fit finding a planted signal."""
 import keras
 import numpy as np
 import pytest
 
+from tests.model_testing import check_model
 from tfastro.fields.random_fields import correlated_fields
 from tfastro.multifield.evaluation import regression_scores
 from tfastro.multifield.regressor import ParameterRegressor
@@ -26,17 +28,14 @@ def test_wrong_map_shape_and_arguments_are_rejected(rng):
         ParameterRegressor(4)
 
 
-def test_keras_round_trip_gives_identical_outputs(rng, tmp_path):
-    model = ParameterRegressor(32, channels=3, n_params=2, width=4)
+def test_model_checks(rng, tmp_path):
+    def factory():
+        model = ParameterRegressor(32, channels=3, n_params=2, width=4)
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
     maps = rng.standard_normal((3, 32, 32, 3)).astype("float32")
-    model.compile(optimizer="adam", loss="mse")
-    model.fit(maps, rng.standard_normal((3, 2)), epochs=1, verbose=0)
-    path = str(tmp_path / "regressor.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, ParameterRegressor)
-    assert loaded.get_config() == model.get_config()
-    np.testing.assert_array_equal(np.asarray(loaded(maps)), np.asarray(model(maps)))
+    check_model(factory, maps, rng.standard_normal((3, 2)).astype("float32"), tmp_path=tmp_path)
 
 
 def planted_maps(theta, seed):

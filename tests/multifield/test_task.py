@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
+from tfastro.core.precision import base_optimizer
 from tfastro.multifield.config import MultifieldConfig
 from tfastro.multifield.synthetic import write_synthetic_cmd
-from tfastro.multifield.task import run
+from tfastro.multifield.task import build_gan, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESOLUTION = 32
@@ -128,9 +129,25 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path, cmd_dir):
     assert sorted(os.listdir(cfg.save_dir)) == ["ckpt-1.keras"]
 
 
+def test_both_optimizers_take_lr_also_when_resuming(tmp_path, cmd_dir):
+    """--lr sets the learning rate of the generator's and the discriminator's Adam (default
+    2e-4, the paper's); a run resumed with another --lr trains at that rate."""
+    def rates(gan):
+        return [float(base_optimizer(o).learning_rate.numpy())
+                for o in (gan.d_optimizer, gan.g_optimizer)]
+
+    cfg = small_config(tmp_path, cmd_dir, max_iterations=1)
+    assert rates(build_gan(cfg, 3)) == [pytest.approx(2e-4)] * 2
+    assert rates(run(dataclasses.replace(cfg, lr=1e-3), log=_quiet)) == [pytest.approx(1e-3)] * 2
+    lines = []
+    resumed = run(dataclasses.replace(cfg, lr=5e-5, max_iterations=2), log=lines.append)
+    assert any("resuming from" in line for line in lines)
+    assert int(resumed.iteration.numpy()) == 2 and rates(resumed) == [pytest.approx(5e-5)] * 2
+
+
 def test_run_py_reports_user_errors_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "run.py"), "--model_name", "multifield_gan",
+        [sys.executable, os.path.join(REPO, "run.py"), "--model_name", "multifield",
          "--dataset_name", "cmd", "--data_dir", str(tmp_path / "missing"),
          "--save_dir", str(tmp_path / "ckpt")], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2

@@ -12,7 +12,8 @@ GRID = 8
 
 def small_config(tmp_path, data_path, **overrides):
     """A tiny but complete 3D-MIM configuration writing under ``tmp_path``."""
-    cfg = MIM3DConfig(train_data_paths=str(data_path), valid_data_paths=str(data_path),
+    cfg = MIM3DConfig(dataset_name="sn", train_data_paths=str(data_path),
+                      valid_data_paths=str(data_path),
                       save_dir=str(tmp_path / "ckpt"), gen_frm_dir=str(tmp_path / "res"),
                       img_width=GRID, img_depth=GRID, input_length=2, total_length=6,
                       num_hidden="4,4", filter_size=3, patch_size=2, batch_size=2,

@@ -1,6 +1,7 @@
 """Turbulence classifier and U-net: sizes against the layer formulas, PyTorch-style padding, the
 MSE + alpha (1 - SSIM) loss against image_metrics.ssim2d, AdamW against its update rule, early
-stopping's restore, planted tasks both models must learn, .keras round trips, the JAX backend."""
+stopping's restore, planted tasks both models must learn, the model checks (saving, resuming,
+mixed precision), the JAX backend."""
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ from scipy.ndimage import uniform_filter
 from scipy.stats import rankdata
 
 from tests import jax_backend
+from tests.model_testing import check_model
 from tfastro.fields.image_metrics import ssim2d
 from tfastro.fields.random_fields import gaussian_random_field
 from tfastro.turbulence.model import (
@@ -265,15 +267,22 @@ def saved(tmp_path_factory):
     return models, directory
 
 
-def test_keras_round_trip_gives_identical_outputs_and_loss(saved):
-    models, directory = saved
-    for name, side in (("classifier", 64), ("unet", 32)):
-        x = np.load(directory / f"x{side}.npy")
-        loaded = keras.saving.load_model(str(directory / f"{name}.keras"))
-        np.testing.assert_array_equal(loaded.predict(x, verbose=0),
-                                      models[name].predict(x, verbose=0))
-    loss = keras.saving.load_model(str(directory / "unet.keras")).loss
-    assert isinstance(loss, SSIMMSELoss) and loss.alpha == 0.1
+@pytest.mark.parametrize("network", ["classifier", "unet"])
+def test_model_checks(rng, tmp_path, network):
+    """Both models, compiled as the task compiles them (eager, as tracing the U-net's loss is
+    slow on 2 cores)."""
+    if network == "classifier":
+        x, y = rng.random((8, 64, 64, 1)).astype(np.float32), rng.integers(0, 3, 8)
+        make, compile_model, kwargs = turbulence_classifier, compile_classifier, {}
+    else:
+        x = rng.random((8, 32, 32, 1)).astype(np.float32)
+        y = x**2
+        make, compile_model, kwargs = turbulence_unet, compile_unet, {"alpha": 0.1}
+    checked = check_model(lambda: compile_model(make(x.shape[1]), run_eagerly=True, **kwargs),
+                          x, y, tmp_path=tmp_path)
+    if network == "unet":
+        loss = checked.loaded.loss
+        assert isinstance(loss, SSIMMSELoss) and loss.alpha == 0.1
 
 
 JAX_SCRIPT = """

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tfastro.core.checkpoints import save_checkpoint
-from tfastro.turbulence.config import TurbulenceConfig
+from tfastro.turbulence.config import TurbulenceCNNConfig, TurbulenceUNetConfig
 from tfastro.turbulence.io import TURBULENCE_CLASSES, read_fits_cube
 from tfastro.turbulence.model import apply_to_cube
 from tfastro.turbulence.pipeline import equalise_histogram
@@ -25,10 +25,9 @@ from tfastro.turbulence.task import build_model, run
 TILE = 64
 
 
-def _config(root, **overrides):
-    cfg = TurbulenceConfig(data_dir=str(root / "data"), tile_size=TILE, epochs=6, patience=3,
-                           saliency_images=1, blur_sigmas="0", save_dir=str(root / "ckpt"),
-                           gen_frm_dir=str(root / "res"))
+def _config(root, config=TurbulenceCNNConfig, **overrides):
+    cfg = config(data_dir=str(root / "data"), tile_size=TILE, epochs=6, patience=3,
+                 saliency_images=1, save_dir=str(root / "ckpt"), gen_frm_dir=str(root / "res"))
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -41,9 +40,10 @@ def new_snapshots(tmp_path_factory):
     return [(snapshot_path(out, name, 0), label) for label, name in enumerate(TURBULENCE_CLASSES)]
 
 
-def _saved(root, **overrides):
-    """A model built as the task builds it from ``overrides``, checkpointed and loaded back."""
-    cfg = _config(root, **overrides)
+def _saved(root, config=TurbulenceCNNConfig, **overrides):
+    """A model built as the task builds it from ``config`` and ``overrides``, checkpointed and
+    loaded back."""
+    cfg = _config(root, config, **overrides)
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
     model.optimizer.build(model.trainable_variables)
@@ -63,7 +63,7 @@ def _byte_scaled(cube):
 
 def test_trained_classifier_scores_new_snapshots_as_the_tasks_test_tiles(tmp_path,
                                                                          new_snapshots):
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, blur_sigmas="0")
     write_synthetic_turbulence(cfg.data_dir, size=128, snapshots=3, seed=1)
     report = run(cfg, log=lambda *a: None)
     path = tmp_path / "model" / "classifier.keras"
@@ -103,7 +103,7 @@ def test_classifier_applies_its_recorded_preprocessing(tmp_path, new_snapshots,
 
 
 def test_unet_applies_its_recorded_preprocessing(tmp_path, new_snapshots):
-    model = _saved(tmp_path, model_name="turb_unet", turb_target="cr_energy_density")
+    model = _saved(tmp_path, TurbulenceUNetConfig, turb_target="cr_energy_density")
     settings = model.get_layer("preprocessing")
     assert (settings.field, settings.target_field) == ("density", "cr_energy_density")
     cube = read_fits_cube(new_snapshots[1][0], "density")

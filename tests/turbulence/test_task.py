@@ -1,5 +1,5 @@
-"""turb_cnn and turb_unet end to end on synthetic turbulence classes: training with early
-stopping, the evaluation outputs, the flattened-power experiment, resuming and bad input."""
+"""turbulence_cnn and turbulence_unet end to end on synthetic turbulence classes: training with
+early stopping, the evaluation outputs, the flattened-power experiment, resuming and bad input."""
 import dataclasses
 import json
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
-from tfastro.turbulence.config import TurbulenceConfig
+from tfastro.turbulence.config import TurbulenceCNNConfig, TurbulenceUNetConfig
 from tfastro.turbulence.synthetic import write_synthetic_turbulence
 from tfastro.turbulence.task import run
 
@@ -23,10 +23,9 @@ def turbulence_dir(tmp_path_factory):
     return out
 
 
-def small_config(tmp_path, data_dir, **overrides):
-    cfg = TurbulenceConfig(data_dir=str(data_dir), tile_size=64, epochs=6, patience=3,
-                           saliency_images=5, save_dir=str(tmp_path / "ckpt"),
-                           gen_frm_dir=str(tmp_path / "res"))
+def small_config(tmp_path, data_dir, config=TurbulenceCNNConfig, **overrides):
+    cfg = config(data_dir=str(data_dir), tile_size=64, epochs=6, patience=3, saliency_images=5,
+                 save_dir=str(tmp_path / "ckpt"), gen_frm_dir=str(tmp_path / "res"))
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -107,7 +106,7 @@ def test_resuming_continues_the_epochs_and_never_overwrites(tmp_path, turbulence
 def test_unet_beats_identity_and_mean_baselines(tmp_path, turbulence_dir):
     """density -> magnetic energy density (a local, non-linear function in the synthetic
     data): the U-net's test MSE is below both baselines'. Two classes' snapshots suffice."""
-    cfg = small_config(tmp_path, turbulence_dir, model_name="turb_unet", epochs=4, lr=3e-3,
+    cfg = small_config(tmp_path, turbulence_dir, TurbulenceUNetConfig, epochs=4, lr=3e-3,
                        turb_classes="mhd,cr_diffusion")
     metrics = run(cfg, log=lambda *a: None)
     assert metrics["unet"]["mse"] < 0.5 * metrics["training_mean"]["mse"], metrics
@@ -122,6 +121,7 @@ def test_unet_beats_identity_and_mean_baselines(tmp_path, turbulence_dir):
     ({"turb_field": "temperature"}, "temperature"),
     ({"blur_sigmas": "0,-2"}, "--blur_sigmas"),
     ({"dataset_name": "sn"}, "--dataset_name='sn'"),
+    ({"model_name": "turbulence_unet"}, "--model_name='turbulence_unet'"),
 ])
 def test_bad_input_names_the_flag(tmp_path, turbulence_dir, overrides, message):
     cfg = dataclasses.replace(small_config(tmp_path, turbulence_dir), **overrides)

@@ -86,20 +86,6 @@ def evaluation_checkpoint(save_dir, pretrained_model=""):
                               "--pretrained_model" if pretrained_model else "--save_dir")
 
 
-@dataclasses.dataclass
-class RunOptions:
-    """Settings every task shares (run.py's flags of the same names): where to start from,
-    what to keep, precision, distribution and seed."""
-    pretrained_model: str = ""
-    fresh_start: bool = False
-    keep_checkpoints: int = 5
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    strategy: str = "default"
-    n_gpu: int = 0
-    seed: int = 0
-
-
 def worker_strategy(cfg):
     """(the tf.distribute strategy of ``cfg.strategy`` / ``cfg.n_gpu``, ``cfg`` with the
     save_dir and gen_frm_dir this process writes to): the chief's own, or ``<dir>/worker<k>``

@@ -1,41 +1,60 @@
 """Settings of a dm2gal run (run.py --model_name dm2gal)."""
 import dataclasses
 
-from tfastro.core.checkpoints import RunOptions
+from tfastro.core.config import check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
-class DM2GalConfig(RunOptions):
-    """Settings of a dm2gal run; field names and meanings are run.py's flags."""
-    is_training: bool = True
-    dataset_name: str = "tng"
-    model_name: str = "dm2gal"
-    tng_dark_snapshot: str = ""
-    tng_dark_groups: str = ""
-    tng_hydro_groups: str = ""
-    field_dir: str = "data/dm2gal"
-    grid_size: int = 2048
-    test_region: str = "64,933"
-    validation_region: str = "1000,1801"
-    window: int = 65
-    stellar_threshold: float = 1e8
-    dm2gal_ch: int = 64
-    dm2gal_batchnorm: bool = True
-    dm2gal_loss: str = "mse"
-    weight_decay: float = 0.0
-    stitch: str = "all"
-    standardisation: str = "original"
-    weighted_sampling: bool = True
-    bispectrum_k: str = ""
-    lr: float = 1e-5
-    batch_size: int = 32
-    max_iterations: int = 100000
-    display_interval: int = 100
-    test_interval: int = 1000
-    snapshot_interval: int = 1000
-    save_dir: str = "checkpoints/dm2gal"
-    gen_frm_dir: str = "results/dm2gal"
+class DM2GalConfig:
+    """Settings of a dm2gal run (run.py --model_name dm2gal)."""
+    is_training: bool = shared(True)
+    dataset_name: str = setting("tng", "Dataset kind: 'tng' (IllustrisTNG snapshots and group "
+                                "catalogues), the one dm2gal reads.")
+    model_name: str = shared("dm2gal")
+    tng_dark_snapshot: str = setting("", "Gravity-only snapshot: folder of snap_NNN.<i>.hdf5 "
+                                     "chunks (or one file).")
+    tng_dark_groups: str = setting("", "Gravity-only group catalogue folder "
+                                   "(fof_subhalo_tab_NNN.<i>.hdf5).")
+    tng_hydro_groups: str = setting("", "Hydro group catalogue folder (stellar masses).")
+    field_dir: str = setting("data/dm2gal", "Folder of the mass grids and network arrays (.npy, "
+                             "computed from the TNG files when absent, then reused).")
+    grid_size: int = setting(2048, "Voxels per side of the mass grids.")
+    test_region: str = setting("64,933", "Test box 'lo,hi' (voxels, half-open, every axis).")
+    validation_region: str = setting("1000,1801", "Validation box 'lo,hi'.")
+    window: int = setting(65, "Side of the input cube around a centre voxel (odd).")
+    stellar_threshold: float = setting(1e8, "Centres: voxels with more stellar mass (Msun/h).")
+    dm2gal_ch: int = setting(64, "Channels of dm2gal's first stage.")
+    dm2gal_batchnorm: bool = setting(True, "Batch norm after every dm2gal convolution (the "
+                                     "original); off with --standardisation training.")
+    dm2gal_loss: str = setting("mse", "dm2gal loss.", ("mse", "huber"))
+    weight_decay: float = setting(0.0, "Coupled L2 decay of the kernels.")
+    stitch: str = setting("all", "Stitch every test voxel, or only those whose true stellar mass "
+                          "exceeds the threshold (uses the truth).", ("all", "above_threshold"))
+    standardisation: str = setting("original", "Standardise log10(1 + M) with the original "
+                                   "constants or over the training samples.",
+                                   ("original", "training"))
+    weighted_sampling: bool = setting(True, "Draw training centres with weight 1/count of their "
+                                      "target's bin (100 bins), as the original.")
+    bispectrum_k: str = setting("", "'k1,k2' (h/Mpc) of the test-cube bispectrum (default 3 and "
+                                "4 fundamental modes).")
+    lr: float = setting(1e-5, "Initial learning rate of Adam (reduced on plateau).")
+    batch_size: int = shared(32)
+    max_iterations: int = shared(100000)
+    display_interval: int = shared(100)
+    test_interval: int = setting(1000, "Validation loss (which drives reduce-on-plateau) every N "
+                                 "iterations.")
+    snapshot_interval: int = shared(1000)
+    save_dir: str = shared("checkpoints/dm2gal")
+    gen_frm_dir: str = shared("results/dm2gal")
+    pretrained_model: str = shared("")
+    fresh_start: bool = shared(False)
+    keep_checkpoints: int = shared(5)
+    mixed_precision: str = shared("none")
+    jit_compile: bool = shared(False)
+    strategy: str = shared("default")
+    n_gpu: int = shared(0)
+    seed: int = shared(0)
 
     def box(self, flag):
         """--test_region / --validation_region as a half-open (lo, hi) voxel range."""
@@ -52,22 +71,11 @@ def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
     from tfastro.core.precision import policy_name
 
-    def need(ok, message):
-        if not ok:
-            raise UserInputError(message)
-
+    check_settings(cfg)
     need(cfg.dataset_name == "tng", f"--dataset_name={cfg.dataset_name!r}: dm2gal reads "
          "IllustrisTNG fields, dataset 'tng'")
-    need(cfg.model_name == "dm2gal", f"--model_name={cfg.model_name!r}: expected 'dm2gal'")
-    need(cfg.dm2gal_loss in ("mse", "huber"), f"--dm2gal_loss={cfg.dm2gal_loss!r}: expected "
-         "'mse' or 'huber'")
-    need(cfg.stitch in ("all", "above_threshold"), f"--stitch={cfg.stitch!r}: expected 'all' or "
-         "'above_threshold'")
-    need(cfg.standardisation in ("original", "training"), f"--standardisation="
-         f"{cfg.standardisation!r}: expected 'original' or 'training'")
-    for flag in ("grid_size", "window", "dm2gal_ch", "batch_size", "display_interval",
-                 "test_interval", "snapshot_interval"):
-        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
+    need_positive(cfg, "grid_size", "window", "dm2gal_ch", "batch_size", "display_interval",
+                  "test_interval", "snapshot_interval")
     need(cfg.window % 2 == 1, f"--window={cfg.window}: must be odd (a centre voxel)")
     need(cfg.lr > 0 and cfg.weight_decay >= 0, f"--lr={cfg.lr}, --weight_decay={cfg.weight_decay}: "
          "expected lr > 0 and weight_decay >= 0")

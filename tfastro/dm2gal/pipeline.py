@@ -1,5 +1,6 @@
-"""dm2gal samples: candidate centres, buffered train/validation/test regions, the 24 rotations of
-the cube, mass-bin weighted sampling and the streamed window ``tf.data`` pipeline.
+"""dm2gal samples: candidate centres, buffered train/validation/test regions, mass-bin weighted
+sampling and the streamed window ``tf.data`` pipeline (windows turned by the 24 rotations of
+the cube, :data:`tfastro.core.symmetries.CUBE_ROTATIONS`).
 
 Grids are ``(N, N, N)`` voxel arrays indexed ``[x, y, z]`` (the inputs carry a trailing channel
 axis: 0 the standardised log dark-matter mass, 1 the standardised log subhalo mass); they may be
@@ -16,16 +17,16 @@ i.e. a buffer of ``h`` voxels separates training centres from the held-out voxel
 used test [64, 932]^3, validation [1000, 1800]^3 and all the rest for training, without one).
 """
 import dataclasses
-import itertools
 
 import numpy as np
 import tensorflow as tf
 
 from tfastro.core.errors import UserInputError
+from tfastro.core.symmetries import CUBE_ROTATIONS, random_elements, transform_tf
 
 __all__ = ["candidate_centres", "DM2GalRegions", "split_regions", "centre_allowed",
-           "split_centres", "CUBE_ROTATIONS", "rotate_cube", "rotate_cube_tf", "mass_bin_weights",
-           "weighted_sample_indices", "weighted_index_dataset", "window_dataset", "SPLITS"]
+           "split_centres", "mass_bin_weights", "weighted_sample_indices",
+           "weighted_index_dataset", "window_dataset", "SPLITS"]
 
 
 SPLITS = ("train", "validation", "test")
@@ -163,76 +164,6 @@ def split_centres(centres, regions):
     return {split: centres[centre_allowed(centres, regions, split)] for split in SPLITS}
 
 
-def _proper_rotations():
-    """(axis permutation, flipped output axes, matrix) of the 24 rotations, identity first.
-
-    Transposing the spatial axes by ``perm`` and then reversing output axis ``a`` where
-    ``flips[a]`` maps the voxel at centred offset u to offset R u with R[a, perm[a]] = ±1.
-    """
-    rotations = []
-    for perm in itertools.permutations(range(3)):
-        for flips in itertools.product((False, True), repeat=3):
-            matrix = np.zeros((3, 3), np.int64)
-            matrix[np.arange(3), perm] = np.where(flips, -1, 1)
-            if round(np.linalg.det(matrix)) == 1:
-                rotations.append((perm, flips, matrix))
-    return rotations
-
-
-_ROTATIONS = _proper_rotations()
-
-
-#: int64 ``(24, 3, 3)``: the proper rotations of the cube; ``rotate_cube(x, k)`` moves the voxel
-#: at centred offset u (in voxel index space) to ``CUBE_ROTATIONS[k] @ u``; k = 0 is the identity.
-CUBE_ROTATIONS = np.stack([m for _, _, m in _ROTATIONS])
-
-
-def _check_rotation(k):
-    if int(k) != k or not 0 <= k < len(_ROTATIONS):
-        raise ValueError(f"k={k}: expected a rotation index in [0, {len(_ROTATIONS)})")
-    return int(k)
-
-
-def rotate_cube(x, k):
-    """Rotation ``k`` of :data:`CUBE_ROTATIONS` applied to the spatial axes of ``x``.
-
-    Args:
-      x: array ``(..., D, D, D, C)``; every channel (and every leading index) rotated alike.
-      k: int in [0, 24).
-    Returns:
-      array of ``x``'s shape (a view when possible).
-    """
-    perm, flips, _ = _ROTATIONS[_check_rotation(k)]
-    x = np.asarray(x)
-    lead = x.ndim - 4
-    if lead < 0:
-        raise ValueError(f"x: expected (..., D, D, D, C), got shape {x.shape}")
-    axes = list(range(lead)) + [lead + p for p in perm] + [x.ndim - 1]
-    flipped = tuple(lead + a for a in range(3) if flips[a])
-    return np.flip(np.transpose(x, axes), flipped)
-
-
-def rotate_cube_tf(x, k):
-    """TensorFlow version of :func:`rotate_cube` (graph-safe, for ``tf.data`` maps).
-
-    Args:
-      x: tensor ``(..., D, D, D, C)`` of static rank.
-      k: scalar int tensor in [0, 24).
-    """
-    x = tf.convert_to_tensor(x)
-    lead = x.shape.rank - 4
-    if lead < 0:
-        raise ValueError(f"x: expected (..., D, D, D, C), got shape {x.shape}")
-
-    def branch(perm, flips):
-        axes = list(range(lead)) + [lead + p for p in perm] + [lead + 3]
-        flipped = [lead + a for a in range(3) if flips[a]]
-        return lambda: tf.reverse(tf.transpose(x, axes), flipped)
-
-    return tf.switch_case(tf.cast(k, tf.int32),
-                          [branch(perm, flips) for perm, flips, _ in _ROTATIONS])
-
-
 def mass_bin_weights(targets, bins=100):
     """Sampling weight of each training sample: 1 / (number of samples in its bin), the
     (standardised) targets being cut into ``bins`` equal-width bins over [min, max].
@@ -306,8 +237,9 @@ def window_dataset(inputs, target, centres, window=65, batch_size=32, weights=No
     :func:`weighted_index_dataset` when ``weights`` are given, otherwise each centre once per
     epoch, shuffled anew every epoch when ``shuffle``); each window is then sliced out of the
     (memory-mapped) arrays in a ``tf.numpy_function``, so windows are never all materialised,
-    and, when ``augment``, turned by a random one of the 24 rotations (:func:`rotate_cube_tf`,
-    the same for every channel, seeded by (seed, sample number)).
+    and, when ``augment``, turned by a random one of the 24 rotations
+    (:data:`~tfastro.core.symmetries.CUBE_ROTATIONS`, the same for every channel, seeded by
+    (seed, sample number)).
 
     Args:
       inputs: ``(N, N, N, C)`` array (C = 2 for dm2gal), in memory or memory-mapped.
@@ -357,9 +289,9 @@ def window_dataset(inputs, target, centres, window=65, batch_size=32, weights=No
         cube = tf.ensure_shape(cube, (window, window, window, channels))
         value = tf.ensure_shape(value, (1,))
         if augment:
-            k = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), number]),
-                                            0, len(_ROTATIONS), dtype=tf.int32)
-            cube = rotate_cube_tf(cube, k)
+            k = random_elements(tf.stack([tf.constant(seed, tf.int64), number]), [],
+                                CUBE_ROTATIONS)
+            cube = transform_tf(cube, k, CUBE_ROTATIONS, axes=(0, 1, 2))
         return cube, value
 
     if weights is not None:

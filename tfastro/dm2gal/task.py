@@ -35,7 +35,6 @@ PNG figures.
 import json
 import math
 import os
-from datetime import datetime
 
 import numpy as np
 
@@ -293,65 +292,39 @@ def train(cfg, log=print):
     """Train (resuming from save_dir), snapshot, validate, then evaluate on the test region."""
     import keras
 
-    from tfastro.core.checkpoints import (
-        results_dir,
-        save_checkpoint,
-        starting_checkpoint,
-        worker_strategy,
-    )
+    from tfastro.core.checkpoints import results_dir, worker_strategy
     from tfastro.core.distribute import even_global_batch, global_batch, shard_by_data
+    from tfastro.core.loops import iteration, train_iterations
     from tfastro.dm2gal.pipeline import mass_bin_weights, window_dataset
 
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)
-    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        model = build_model(cfg, fields["stats"])
-    if checkpoint:
-        restore(model, checkpoint, flag)
-        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
-    start = int(model.optimizer.iterations.numpy())
-    log(f"dm2gal: {len(centres['train'])} training, {len(centres['validation'])} validation, "
-        f"{len(centres['test'])} test centres; iteration {start}; "
-        f"{strategy.num_replicas_in_sync} replica(s)")
-    if start < cfg.max_iterations:
-        train_targets = np.asarray(fields["target"])[tuple(centres["train"].T)]
-        batch = global_batch(cfg.batch_size, strategy)
-        data = shard_by_data(window_dataset(
-            fields["inputs"], fields["target"], centres["train"], cfg.window, batch,
-            seed=cfg.seed + start,
+    train_targets = np.asarray(fields["target"])[tuple(centres["train"].T)]
+    validation_centres = centres["validation"][:MAX_VALIDATION_SAMPLES]
+    validation = shard_by_data(window_dataset(
+        fields["inputs"], fields["target"], validation_centres, cfg.window,
+        even_global_batch(len(validation_centres), cfg.batch_size, strategy, "validation centres"),
+        augment=False, shuffle=False, repeat=False))
+
+    def describe(model, start):
+        return (f"dm2gal: {len(centres['train'])} training, {len(centres['validation'])} "
+                f"validation, {len(centres['test'])} test centres; iteration {start}; "
+                f"{strategy.num_replicas_in_sync} replica(s)")
+
+    def dataset(start):
+        return shard_by_data(window_dataset(
+            fields["inputs"], fields["target"], centres["train"], cfg.window,
+            global_batch(cfg.batch_size, strategy), seed=cfg.seed + start,
             weights=mass_bin_weights(train_targets) if cfg.weighted_sampling else None))
-        validation_centres = centres["validation"][:MAX_VALIDATION_SAMPLES]
-        validation = shard_by_data(window_dataset(
-            fields["inputs"], fields["target"], validation_centres, cfg.window,
-            even_global_batch(len(validation_centres), cfg.batch_size, strategy,
-                              "validation centres"),
-            augment=False, shuffle=False, repeat=False))
 
-        class Intervals(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                itr = int(model.optimizer.iterations.numpy())
-                if itr % cfg.display_interval == 0:
-                    log(f"{datetime.now():%Y-%m-%d %H:%M:%S} itr: {itr}  loss {logs['loss']:.5f}")
-                if itr % cfg.snapshot_interval == 0:
-                    log(f"saved {save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)}")
-                if itr >= cfg.max_iterations:
-                    model.stop_training = True
-
-            def on_epoch_end(self, epoch, logs=None):
-                log(f"validation loss {logs['val_loss']:.5f} at iteration "
-                    f"{int(model.optimizer.iterations.numpy())}")
-
-        model.fit(data, validation_data=validation, initial_epoch=start // cfg.test_interval,
-                  epochs=math.ceil(cfg.max_iterations / cfg.test_interval),
-                  steps_per_epoch=cfg.test_interval, verbose=0,
-                  callbacks=[Intervals(), keras.callbacks.ReduceLROnPlateau(
-                      monitor="val_loss", factor=0.1, patience=5)])
-    iteration = int(model.optimizer.iterations.numpy())
-    evaluate(model, fields, centres, cfg, results_dir(cfg.gen_frm_dir, iteration), log)
+    model = train_iterations(
+        cfg, strategy, lambda: build_model(cfg, fields["stats"]), restore, dataset, describe,
+        display=lambda logs, steps: f"  loss {logs['loss']:.5f}", validation=validation,
+        callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=5)],
+        log=log)
+    evaluate(model, fields, centres, cfg, results_dir(cfg.gen_frm_dir, iteration(model)), log)
     return model
 
 

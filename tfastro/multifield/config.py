@@ -3,46 +3,57 @@ import dataclasses
 
 import numpy as np
 
+from tfastro.core.config import check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
 class MultifieldConfig:
-    """Settings of a multifield-emulator run; field names and meanings are run.py's flags."""
-    is_training: bool = True
-    dataset_name: str = "cmd"
-    model_name: str = "multifield_gan"
-    data_dir: str = "data/cmd"
-    cmd_suite: str = "IllustrisTNG"
-    cmd_set: str = "LH"
-    fields: str = "Mgas,HI,B"
-    resolution: int = 256
-    latent_dim: int = 256
-    condition_params: str = "Omega_m,sigma_8"
-    gan_loss: str = "wgan-gp"
-    gan_width: float = 1.0
-    n_critic: int = 2
-    batch_size: int = 8
-    max_iterations: int = 80000
-    display_interval: int = 1
-    test_interval: int = 1000
-    snapshot_interval: int = 1000
-    save_dir: str = "checkpoints/multifield"
-    gen_frm_dir: str = "results/multifield"
-    pretrained_model: str = ""
-    fresh_start: bool = False
-    keep_checkpoints: int = 5
-    generate_params: str = ""
-    num_generated_maps: int = 15
-    eval_maps: int = 150
-    regressor_steps: int = 1000
-    precision: str = "float32"
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    strategy: str = "default"
-    n_gpu: int = 0
-    allow_gpu_growth: bool = False
-    seed: int = 0
+    """Settings of a multifield-emulator run (run.py --model_name multifield)."""
+    is_training: bool = shared(True)
+    dataset_name: str = setting("cmd", "Dataset kind: 'cmd' (CAMELS multifield maps), the one "
+                                "the GAN reads.")
+    model_name: str = shared("multifield")
+    data_dir: str = setting("data/cmd", "Folder of CAMELS multifield maps "
+                            "(Maps_{field}_{suite}_{set}_z=0.00.npy, params_{set}_{suite}.txt).")
+    cmd_suite: str = setting("IllustrisTNG", "CAMELS suite (B exists only for IllustrisTNG).")
+    cmd_set: str = setting("LH", "CAMELS set (LH, 1P, CV, BE, EX).")
+    fields: str = setting("Mgas,HI,B", "Map channels, comma-separated.")
+    resolution: int = setting(256, "Map side in pixels (a power of 2, 32 to 256).")
+    latent_dim: int = setting(256, "Size of the generator's latent vector.")
+    condition_params: str = setting("Omega_m,sigma_8", "Parameters the GAN is conditioned on, "
+                                    "comma-separated (empty: unconditional).")
+    gan_loss: str = setting("wgan-gp", "Adversarial loss.", ("wgan-gp", "hinge"))
+    gan_width: float = setting(1.0, "Multiplier of the GAN's feature channels.")
+    n_critic: int = setting(2, "Discriminator steps per generator step (2: the critic keeps up, "
+                            "which the conditioning on parameters needs).")
+    lr: float = setting(2e-4, "Learning rate of the generator's and the discriminator's Adam "
+                        "(beta_1 0.5, beta_2 0.999).")
+    batch_size: int = shared(8)
+    max_iterations: int = shared(80000)
+    display_interval: int = setting(1, "Print the mean losses of the last N iterations every N "
+                                    "iterations.")
+    test_interval: int = shared(1000)
+    snapshot_interval: int = shared(1000)
+    save_dir: str = shared("checkpoints/multifield")
+    gen_frm_dir: str = shared("results/multifield")
+    pretrained_model: str = shared("")
+    fresh_start: bool = shared(False)
+    keep_checkpoints: int = shared(5)
+    generate_params: str = setting("", "With --is_training=False: parameter vectors to generate "
+                                   "maps at, ';'-separated, each in --condition_params order "
+                                   "(e.g. '0.3,0.8;0.4,0.9').")
+    num_generated_maps: int = setting(15, "Maps generated per --generate_params vector.")
+    eval_maps: int = setting(150, "Real test maps (and as many generated) in an evaluation.")
+    regressor_steps: int = setting(1000, "Training steps of the (Omega_m, sigma_8) regressor of "
+                                   "the conditioning check (--is_training=False).")
+    precision: str = shared("float32")
+    mixed_precision: str = shared("none")
+    jit_compile: bool = shared(False)
+    strategy: str = shared("default")
+    n_gpu: int = shared(0)
+    allow_gpu_growth: bool = shared(False)
+    seed: int = shared(0)
 
     @property
     def policy(self):
@@ -88,19 +99,15 @@ class MultifieldConfig:
 
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
-    from tfastro.multifield.model import LOSSES, RESOLUTIONS
+    from tfastro.multifield.model import RESOLUTIONS
 
-    def need(ok, message):
-        if not ok:
-            raise UserInputError(message)
-
+    check_settings(cfg)
     need(cfg.dataset_name == "cmd", f"--dataset_name={cfg.dataset_name!r}: the multifield GAN "
          "reads CAMELS multifield maps, dataset 'cmd'")
-    need(cfg.model_name == "multifield_gan", f"--model_name={cfg.model_name!r}: expected 'multifield_gan'")
     cfg.field_names, cfg.param_names, cfg.generate_theta, cfg.policy  # noqa: B018  (validate)
-    need(cfg.resolution in RESOLUTIONS, f"--resolution={cfg.resolution}: expected one of {RESOLUTIONS}")
-    need(cfg.gan_loss in LOSSES, f"--gan_loss={cfg.gan_loss!r}: expected one of {LOSSES}")
+    need(cfg.resolution in RESOLUTIONS,
+         f"--resolution={cfg.resolution}: expected one of {RESOLUTIONS}")
     need(cfg.gan_width > 0, f"--gan_width={cfg.gan_width}: must be positive")
-    for flag in ("latent_dim", "n_critic", "batch_size", "display_interval", "test_interval",
-                 "snapshot_interval", "num_generated_maps", "eval_maps", "regressor_steps"):
-        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
+    need(cfg.lr > 0, f"--lr={cfg.lr}: must be positive")
+    need_positive(cfg, "latent_dim", "n_critic", "batch_size", "display_interval", "test_interval",
+                  "snapshot_interval", "num_generated_maps", "eval_maps", "regressor_steps")

@@ -358,9 +358,9 @@ def gradient_penalty(critic, real, fake, epsilon, weight=10.0):
     return weight * tf.reduce_mean(tf.square(norm - 1.0))
 
 
-def default_optimizer():
-    """Adam(2e-4, beta_1=0.5, beta_2=0.999), the FastGAN / paper setting."""
-    return keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999)
+def default_optimizer(learning_rate=2e-4):
+    """Adam(learning_rate, beta_1=0.5, beta_2=0.999); 2e-4 is the FastGAN / paper setting."""
+    return keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.999)
 
 
 @keras.saving.register_keras_serializable(package="tfastro")

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfastro.core.errors import UserInputError
+from tfastro.core.symmetries import SQUARE_SYMMETRIES, source_indices, square_symmetry_of
 from tfastro.multifield.io import check_param_names, normalise_maps, normalise_params
 
 __all__ = ["augment_maps", "cmd_dataset"]
@@ -27,22 +28,12 @@ def augment_maps(x, seed):
         x = x[None]
     batch, size = tf.shape(x)[0], tf.shape(x)[1]
     transform_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    # (transpose, flip rows, flip columns): the 8 elements of the square's symmetry group.
-    bits = tf.random.stateless_uniform([batch, 3], transform_seed, 0, 2, dtype=tf.int32) > 0
+    # (transpose, flip rows, flip columns): a uniform draw of the square's 8 symmetries
+    bits = tf.unstack(tf.random.stateless_uniform([batch, 3], transform_seed, 0, 2,
+                                                  dtype=tf.int32), axis=1)
     shifts = tf.random.stateless_uniform([batch, 2], shift_seed, 0, size, dtype=tf.int32)
-    rows, cols = tf.meshgrid(tf.range(size), tf.range(size), indexing="ij")
-    rows, cols = rows[None], cols[None]
-
-    def bit(i):
-        return bits[:, i, None, None]
-
-    source_row = tf.where(bit(0), cols, rows)
-    source_col = tf.where(bit(0), rows, cols)
-    source_row = tf.where(bit(1), size - 1 - source_row, source_row)
-    source_col = tf.where(bit(2), size - 1 - source_col, source_col)
-    source_row = (source_row + shifts[:, 0, None, None]) % size
-    source_col = (source_col + shifts[:, 1, None, None]) % size
-    out = tf.gather_nd(x, tf.stack([source_row, source_col], axis=-1), batch_dims=1)
+    sources = source_indices(square_symmetry_of(*bits), SQUARE_SYMMETRIES, [size, size])
+    out = tf.gather_nd(x, (sources + shifts[:, None, None, :]) % size, batch_dims=1)
     return out[0] if single else out
 
 

@@ -21,7 +21,6 @@ Simulations are split 80/10/10 into training, validation and test sets by ``seed
 """
 import json
 import os
-from datetime import datetime
 
 import numpy as np
 
@@ -56,7 +55,12 @@ def open_maps(cfg):
 
 def build_gan(cfg, channels):
     """A compiled, built MultifieldGAN (both optimizers built) for ``cfg``."""
-    from tfastro.multifield.model import Discriminator, Generator, MultifieldGAN
+    from tfastro.multifield.model import (
+        Discriminator,
+        Generator,
+        MultifieldGAN,
+        default_optimizer,
+    )
     dtype = None if cfg.policy == "float32" else cfg.policy
     n_params = len(cfg.param_names)
     generator = Generator(cfg.resolution, channels, cfg.latent_dim, n_params, cfg.gan_width,
@@ -64,14 +68,18 @@ def build_gan(cfg, channels):
     discriminator = Discriminator(cfg.resolution, channels, n_params, cfg.gan_width, dtype=dtype)
     gan = MultifieldGAN(generator, discriminator, loss=cfg.gan_loss, n_critic=cfg.n_critic,
                         seed=cfg.seed)
-    gan.compile(jit_compile=cfg.jit_compile)  # mixed_float16: both optimizers scale the loss
+    # mixed_float16: both optimizers scale the loss
+    gan.compile(d_optimizer=default_optimizer(cfg.lr), g_optimizer=default_optimizer(cfg.lr),
+                jit_compile=cfg.jit_compile)
     return gan
 
 
 def restore(gan, path, flag="--pretrained_model"):
     """Load checkpoint ``path`` (weights, optimizers, EMA, iteration) into ``gan`` after
-    checking it holds the same architecture; UserInputError naming ``flag`` otherwise."""
+    checking it holds the same architecture; UserInputError naming ``flag`` otherwise. The
+    optimizers keep ``gan``'s learning rates (--lr), not the checkpoint's."""
     from tfastro.core.checkpoints import read_checkpoint_config
+    from tfastro.core.precision import base_optimizer
     stored, _ = read_checkpoint_config(path, flag)
     mine = gan.get_config()
     differ = []
@@ -87,7 +95,11 @@ def restore(gan, path, flag="--pretrained_model"):
     if differ:
         raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
                              + "; ".join(differ) + ")")
+    optimizers = [base_optimizer(o) for o in (gan.d_optimizer, gan.g_optimizer)]
+    rates = [float(o.learning_rate.numpy()) for o in optimizers]
     gan.load_weights(path)
+    for optimizer, rate in zip(optimizers, rates):
+        optimizer.learning_rate.assign(rate)
     return path
 
 
@@ -218,15 +230,9 @@ def configure_tensorflow(cfg):
 
 def train(cfg, log=print):
     """Train (resuming from save_dir), snapshot and evaluate at the configured intervals."""
-    import keras
-
-    from tfastro.core.checkpoints import (
-        results_dir,
-        save_checkpoint,
-        starting_checkpoint,
-        worker_strategy,
-    )
+    from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import global_batch, shard_by_data
+    from tfastro.core.loops import train_iterations
     from tfastro.multifield.io import map_indices
     from tfastro.multifield.pipeline import cmd_dataset
 
@@ -236,40 +242,29 @@ def train(cfg, log=print):
     cmd, split = open_maps(cfg)
     train_indices = map_indices(split["train"], num_maps=cmd.num_maps)
     test_indices = evaluation_indices(cmd, split["test"], cfg.eval_maps)
-    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        gan = build_gan(cfg, len(cmd.fields))
-    if checkpoint:
-        restore(gan, checkpoint, flag)
-        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
-    start = int(gan.iteration.numpy())
-    log(f"multifield GAN: {len(train_indices)} training maps of {cmd.resolution}^2 "
-        f"({', '.join(cmd.fields)}), conditioned on {', '.join(cfg.param_names) or 'nothing'}; "
-        f"iteration {start}; precision {cfg.policy}, {strategy.num_replicas_in_sync} replica(s)")
-    if start >= cfg.max_iterations:
-        log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: nothing to train")
-        return gan
-    dataset = shard_by_data(cmd_dataset(cmd, train_indices, global_batch(cfg.batch_size, strategy),
-                                        cfg.param_names, seed=cfg.seed, start_batch=start))
+    previous = ({}, 0)
 
-    class Intervals(keras.callbacks.Callback):
-        previous = ({}, 0)
+    def describe(gan, start):
+        return (f"multifield GAN: {len(train_indices)} training maps of {cmd.resolution}^2 "
+                f"({', '.join(cmd.fields)}), conditioned on "
+                f"{', '.join(cfg.param_names) or 'nothing'}; iteration {start}; precision "
+                f"{cfg.policy}, {strategy.num_replicas_in_sync} replica(s)")
 
-        def on_train_batch_end(self, batch, logs=None):
-            itr = start + batch + 1
-            if itr % cfg.display_interval == 0:
-                means, self.previous = _interval_means(logs, self.previous, batch + 1)
-                log(f"{datetime.now():%Y-%m-%d %H:%M:%S} itr: {itr}  " + "  ".join(
-                    f"{k} {v:.4g}" for k, v in means.items()))
-            if itr % cfg.snapshot_interval == 0:
-                log(f"saved {save_checkpoint(gan, cfg.save_dir, itr, cfg.keep_checkpoints)}")
-            if itr % cfg.test_interval == 0:
-                evaluate(gan, cmd, test_indices, cfg, results_dir(cfg.gen_frm_dir, itr), log=log)
+    def display(logs, steps):
+        nonlocal previous
+        means, previous = _interval_means(logs, previous, steps)
+        return "  " + "  ".join(f"{k} {v:.4g}" for k, v in means.items())
 
-    gan.fit(dataset, epochs=1, steps_per_epoch=cfg.max_iterations - start, verbose=0,
-            callbacks=[Intervals()])
-    return gan
+    def dataset(start):
+        return shard_by_data(cmd_dataset(cmd, train_indices,
+                                         global_batch(cfg.batch_size, strategy),
+                                         cfg.param_names, seed=cfg.seed, start_batch=start))
+
+    return train_iterations(
+        cfg, strategy, lambda: build_gan(cfg, len(cmd.fields)), restore, dataset, describe,
+        display, iterations_of=lambda gan: int(gan.iteration.numpy()),
+        test=lambda gan, out_dir: evaluate(gan, cmd, test_indices, cfg, out_dir, log=log),
+        log=log)
 
 
 def generate_at(gan, cfg, fields, out_dir, log=print):

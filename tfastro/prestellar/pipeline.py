@@ -6,35 +6,22 @@ import numpy as np
 import tensorflow as tf
 
 from tfastro.core.errors import UserInputError
+from tfastro.core.symmetries import SQUARE_SYMMETRIES, random_elements, transform_tf
 
 __all__ = ["core_dataset", "ppv_window_dataset"]
 
 
-def _rot90_sky(x):
-    """Rotate by 90 degrees in the sky plane (axes 0, 1): like ``np.rot90(x, axes=(0, 1))``."""
-    perm = [1, 0] + list(range(2, len(x.shape)))
-    return tf.reverse(tf.transpose(x, perm), [0])
-
-
-def _sky_symmetry(x, index):
-    """Symmetry ``index`` (0 .. 7) of the square on axes 0, 1 of ``x``: reflection of axis 0
-    when index >= 4, then ``index % 4`` rotations by 90 degrees (0 is the identity)."""
-    x = tf.cond(index >= 4, lambda: tf.reverse(x, [0]), lambda: x)
-    branches = [lambda: x, lambda: _rot90_sky(x), lambda: _rot90_sky(_rot90_sky(x)),
-                lambda: _rot90_sky(_rot90_sky(_rot90_sky(x)))]
-    return tf.switch_case(index % 4, branches)
-
-
 def _augmented(data, seed, target_is_column):
-    """Apply one random symmetry of the sky plane per element to PPV and (unless it is a
-    central column, which the symmetries keep) the target."""
+    """Apply one random symmetry of the sky plane (axes 0, 1; :data:`SQUARE_SYMMETRIES`) per
+    element to PPV and (unless it is a central column, which the symmetries keep) the target."""
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
     def transform(pair, s):
         ppv, target = pair
-        index = tf.random.stateless_uniform([], s, minval=0, maxval=8, dtype=tf.int32)
-        ppv = _sky_symmetry(ppv, index)
-        return ppv, target if target_is_column else _sky_symmetry(target, index)
+        index = random_elements(s, [], SQUARE_SYMMETRIES)
+        ppv = transform_tf(ppv, index, SQUARE_SYMMETRIES, axes=(0, 1))
+        return ppv, (target if target_is_column
+                     else transform_tf(target, index, SQUARE_SYMMETRIES, axes=(0, 1)))
 
     return tf.data.Dataset.zip((data, seeds)).map(transform,
                                                   num_parallel_calls=tf.data.AUTOTUNE)

@@ -13,7 +13,7 @@ Training: :class:`tfastro.prestellar.model.ColumnNet` (``column_width`` filters,
 blocks, ``spectral_kernel``, the global-context path unless ``--nocolumn_context``,
 ``column_dropout``), MSE over both standardised targets, Adam (lr 1e-3, batch 8 by default),
 random sky-plane symmetries of whole cores, early stopping with checkpoints every epoch
-(:mod:`tfastro.core.epochs`: an interrupted run resumes, a finished one only evaluates).
+(:mod:`tfastro.core.loops`: an interrupted run resumes, a finished one only evaluates).
 
 Evaluation (after training, or ``is_training=False``) of the test cores, written under
 ``<gen_frm_dir>/<iteration>/``: ``metrics.json`` with per-voxel errors of log density and v_z
@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from tfastro.core.epochs import iteration, write_json
+from tfastro.core.loops import iteration, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.prestellar.config import validate_config
 
@@ -161,7 +161,7 @@ def train(cfg, log=print):
 
     from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import even_global_batch, shard_by_data
-    from tfastro.core.epochs import starting_model, train_epochs
+    from tfastro.core.loops import starting_model, train_epochs
     from tfastro.prestellar.pipeline import core_dataset
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
@@ -186,7 +186,7 @@ def train(cfg, log=print):
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test cores."""
     from tfastro.core.distribute import use_gpus
-    from tfastro.core.epochs import evaluation_model
+    from tfastro.core.loops import evaluation_model
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     cores, split = load_cores(cfg)

@@ -14,7 +14,9 @@ Modules (the same names in every case package):
 The names below import without TensorFlow (Keras on JAX works); ``pipeline`` and ``task`` are
 imported from their modules.
 """
-from tfastro.supernova.evaluation import ForecastScores, frame_mae, frame_mse, frame_psnr
+from tfastro.supernova.evaluation import (XI_GAMMA_5_3, ForecastScores, frame_mae, frame_mse,
+                                         frame_psnr, mask_iou, sedov_taylor_radius, shell_mask,
+                                         shell_radius)
 from tfastro.supernova.figures import central_slice, save_cross_sections, save_forecast_gif
 from tfastro.supernova.io import (
                                   REQUIRED_KEYS,
@@ -50,7 +52,6 @@ from tfastro.supernova.synthetic import (
                                   SNParams,
                                   blast_density,
                                   lognormal_cloud,
-                                  main,
                                   make_sn_clips,
                                   normalise_density,
                                   sn_density_clips,
@@ -58,9 +59,9 @@ from tfastro.supernova.synthetic import (
 
 __all__ = ["REQUIRED_KEYS", "SNData", "load_sn_npz", "check_sn_config", "default_clips",
            "save_sn_npz", "PC_CM", "KYR_S", "M_H_G", "MEDIA", "SNParams", "lognormal_cloud",
-           "blast_density", "sn_density_clips", "normalise_density", "make_sn_clips", "main",
-           "PEEPHOLES", "SpatioTemporalLSTMCell3D", "MIMS3D", "MIMN3D", "MIMBlock3D",
-           "ChannelGlorotUniform", "ConvNorm3D", "sampling_eta", "frame_loss", "check_num_hidden",
-           "MIM3D", "reshape_patch", "reshape_patch_back", "MIMAdam", "frame_mse", "frame_mae",
-           "frame_psnr", "ForecastScores", "central_slice", "save_cross_sections",
-           "save_forecast_gif"]
+           "blast_density", "sn_density_clips", "normalise_density", "make_sn_clips", "PEEPHOLES",
+           "SpatioTemporalLSTMCell3D", "MIMS3D", "MIMN3D", "MIMBlock3D", "ChannelGlorotUniform",
+           "ConvNorm3D", "sampling_eta", "frame_loss", "check_num_hidden", "MIM3D",
+           "reshape_patch", "reshape_patch_back", "MIMAdam", "XI_GAMMA_5_3", "sedov_taylor_radius",
+           "shell_mask", "shell_radius", "mask_iou", "frame_mse", "frame_mae", "frame_psnr",
+           "ForecastScores", "central_slice", "save_cross_sections", "save_forecast_gif"]

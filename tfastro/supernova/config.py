@@ -1,55 +1,65 @@
 """Settings of a 3D-MIM run: the original run.py's flags, names and defaults, plus tfastro's."""
 import dataclasses
 
+from tfastro.core.config import check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
 class MIM3DConfig:
-    """Settings of a 3D-MIM run; field names and meanings are those of run.py's flags."""
-    is_training: bool = True
-    dataset_name: str = "sn"
-    train_data_paths: str = ""
-    valid_data_paths: str = ""
-    save_dir: str = "checkpoints/mim3d"
-    gen_frm_dir: str = "results/mim3d"
-    input_length: int = 10
-    total_length: int = 20
-    img_width: int = 32
-    img_height: int = 0
-    img_depth: int = 32
-    img_channel: int = 1
-    model_name: str = "mim"
-    pretrained_model: str = ""
-    num_hidden: str = "64,64,64,64"
-    filter_size: int = 5
-    stride: int = 1
-    patch_size: int = 2
-    layer_norm: bool = True
-    scheduled_sampling: bool = True
-    sampling_stop_iter: int = 50000
-    sampling_start_value: float = 1.0
-    sampling_changing_rate: float = 0.00002
-    lr: float = 0.001
-    reverse_input: bool = True
-    reverse_img: bool = False
-    batch_size: int = 8
-    max_iterations: int = 80000
-    display_interval: int = 1
-    test_interval: int = 1000
-    snapshot_interval: int = 1000
-    num_save_samples: int = 10
-    n_gpu: int = 0
-    allow_gpu_growth: bool = False
-    precision: str = "float32"
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    remat: str = "auto"
-    peephole: str = "voxel"
-    strategy: str = "default"
-    fresh_start: bool = False
-    keep_checkpoints: int = 5
-    seed: int = 0
+    """Settings of a 3D-MIM run (run.py --model_name mim): the original run.py's flags with
+    their names and defaults, then tfastro's."""
+    is_training: bool = shared(True)
+    dataset_name: str = setting("mnist", "Dataset kind; tfastro reads 'sn' (3D voxel clips).")
+    train_data_paths: str = setting("./data/SampleData.npz", "Training .npz file(s), "
+                                    "comma-separated (concatenated).")
+    valid_data_paths: str = setting("./data/SampleData.npz", "Validation/test .npz file(s), "
+                                    "comma-separated (concatenated).")
+    save_dir: str = shared("checkpoints/mnist_predrnn_pp")
+    gen_frm_dir: str = setting("results/mnist_predrnn_pp", "Directory of forecasts and scores, "
+                               "one sub-directory per iteration.")
+    input_length: int = setting(10, "Context frames given to the model.")
+    total_length: int = setting(20, "Frames per clip (context + forecast).")
+    img_width: int = setting(32, "Grid size along x.")
+    img_height: int = setting(0, "Grid size along y (0: same as img_width).")
+    img_depth: int = setting(32, "Grid size along z.")
+    img_channel: int = setting(1, "Channels per voxel.")
+    model_name: str = shared("mim")
+    pretrained_model: str = shared("")
+    num_hidden: str = setting("64,64,64,64", "Hidden channels per layer, comma-separated.")
+    filter_size: int = setting(5, "Convolution kernel size.")
+    stride: int = setting(1, "Convolution stride (only 1, as in the original).")
+    patch_size: int = setting(2, "Fold patch_size^3 voxel blocks into channels.")
+    layer_norm: bool = setting(True, "Tensor layer norm after every gate convolution.")
+    scheduled_sampling: bool = setting(True, "Feed back true frames with probability eta.")
+    sampling_stop_iter: int = setting(50000, "Iteration from which eta is 0.")
+    sampling_start_value: float = setting(1.0, "Initial eta.")
+    sampling_changing_rate: float = setting(0.00002, "Decrease of eta per iteration.")
+    lr: float = setting(0.001, "Learning rate of Adam (beta_1 0.95, beta_2 0.9995, with a "
+                        "moving average of the weights).")
+    reverse_input: bool = setting(True, "Also train on time-reversed clips.")
+    reverse_img: bool = setting(False, "Also train on clips flipped along z.")
+    batch_size: int = shared(8)
+    max_iterations: int = shared(80000)
+    display_interval: int = shared(1)
+    test_interval: int = setting(1000, "Forecast and score the validation data every N "
+                                 "iterations.")
+    snapshot_interval: int = shared(1000)
+    num_save_samples: int = setting(10, "Clips whose forecasts are saved (npy, png, gif).")
+    n_gpu: int = shared(0)
+    allow_gpu_growth: bool = shared(False)
+    # tfastro's additions
+    precision: str = shared("float32")
+    mixed_precision: str = shared("none")
+    jit_compile: bool = shared(False)
+    remat: str = setting("auto", "Recompute activations in the backward pass; auto: when they "
+                         "would take more than a quarter of the memory.", ("auto", "true", "false"))
+    peephole: str = setting("voxel", "Peephole weights per voxel (original) or per channel (any "
+                            "grid size).", ("voxel", "channel"))
+    strategy: str = shared("default")
+    fresh_start: bool = shared(False)
+    keep_checkpoints: int = shared(5)
+    seed: int = setting(0, "Seed of the initial weights, shuffling and scheduled sampling.")
 
     @property
     def grid(self):
@@ -66,7 +76,8 @@ class MIM3DConfig:
     def hidden(self):
         """num_hidden as a tuple of ints (UserInputError naming --num_hidden otherwise)."""
         from tfastro.supernova.model import check_num_hidden
-        text = self.num_hidden if isinstance(self.num_hidden, str) else ",".join(map(str, self.num_hidden))
+        text = (self.num_hidden if isinstance(self.num_hidden, str)
+                else ",".join(map(str, self.num_hidden)))
         try:
             return check_num_hidden(v.strip() for v in text.split(","))
         except ValueError as err:
@@ -75,24 +86,15 @@ class MIM3DConfig:
 
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
-    def need(ok, message):
-        if not ok:
-            raise UserInputError(message)
-
+    check_settings(cfg)
     need(cfg.dataset_name == "sn", f"--dataset_name={cfg.dataset_name!r}: tfastro's 3D-MIM "
          "reads 3D voxel clips, dataset 'sn' (.npz with clips, dims, input_raw_data)")
-    need(cfg.model_name == "mim", f"--model_name={cfg.model_name!r}: only 'mim' is available")
     cfg.hidden, cfg.policy  # noqa: B018  (validate --num_hidden, --mixed_precision)
     need(cfg.input_length >= 1, f"--input_length={cfg.input_length}: must be at least 1")
     need(cfg.input_length < cfg.total_length, f"--input_length={cfg.input_length} must be "
          f"smaller than --total_length={cfg.total_length}")
-    for flag, value in (("img_width", cfg.img_width), ("img_depth", cfg.img_depth),
-                        ("img_channel", cfg.img_channel), ("filter_size", cfg.filter_size),
-                        ("patch_size", cfg.patch_size), ("batch_size", cfg.batch_size),
-                        ("display_interval", cfg.display_interval),
-                        ("test_interval", cfg.test_interval),
-                        ("snapshot_interval", cfg.snapshot_interval)):
-        need(value >= 1, f"--{flag}={value}: must be a positive integer")
+    need_positive(cfg, "img_width", "img_depth", "img_channel", "filter_size", "patch_size",
+                  "batch_size", "display_interval", "test_interval", "snapshot_interval")
     need(cfg.img_height >= 0, f"--img_height={cfg.img_height}: must be >= 0 (0: same as img_width)")
     need(cfg.stride == 1, f"--stride={cfg.stride}: 3D-MIM convolutions use stride 1 only")
     for flag, size in zip(("img_width", "img_height", "img_depth"), cfg.grid):

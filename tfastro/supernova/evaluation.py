@@ -97,7 +97,8 @@ def mask_iou(mask_a, mask_b):
     return float(np.logical_and(a, b).sum() / union)
 
 
-__all__ = ["frame_mse", "frame_mae", "frame_psnr", "ForecastScores"]
+__all__ = ["XI_GAMMA_5_3", "sedov_taylor_radius", "shell_mask", "shell_radius", "mask_iou",
+           "frame_mse", "frame_mae", "frame_psnr", "ForecastScores"]
 
 
 _METRICS = ("mse", "mae", "psnr", "ssim", "shell_iou", "shell_radius_error")

@@ -14,8 +14,6 @@ frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
 """
 import json
 import os
-import time
-from datetime import datetime
 
 import numpy as np
 
@@ -165,15 +163,9 @@ def configure_tensorflow(cfg):
 
 def train(cfg, log=print):
     """Train (resuming from save_dir), snapshot and forecast at the configured intervals."""
-    import keras
-
-    from tfastro.core.checkpoints import (
-        results_dir,
-        save_checkpoint,
-        starting_checkpoint,
-        worker_strategy,
-    )
+    from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import global_batch, shard_by_data
+    from tfastro.core.loops import train_iterations
     from tfastro.supernova.pipeline import sn_dataset
 
     validate_config(cfg)
@@ -186,40 +178,24 @@ def train(cfg, log=print):
         raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
                              f"replica(s): the training data {cfg.train_data_paths!r} holds only "
                              f"{train_data.num_clips} clips")
-    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        model = build_model(cfg)
-    frame_shape = cfg.grid + (cfg.img_channel,)
-    if checkpoint:
-        restore(model, checkpoint, frame_shape, flag=flag)
-        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
-    start = int(model.iteration.numpy())
-    log(f"iteration {start}, sampling eta {float(model.sampling_eta.numpy()):.6f}, "
-        f"remat {model.remat}, precision {cfg.policy}, {strategy.num_replicas_in_sync} replica(s)")
-    if start >= cfg.max_iterations:
-        log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: nothing to train")
-        return model
 
-    class Intervals(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            itr = start + batch + 1
-            if itr % cfg.display_interval == 0:
-                log(f"{datetime.now():%Y-%m-%d %H:%M:%S} itr: {itr}")
-                log(f"training loss: {float(logs['loss'])}")
-            if itr % cfg.snapshot_interval == 0:
-                log(f"saved {save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)}")
-            if itr % cfg.test_interval == 0:
-                forecast_and_score(model, valid_data, cfg, results_dir(cfg.gen_frm_dir, itr), log)
+    def describe(model, start):
+        return (f"iteration {start}, sampling eta {float(model.sampling_eta.numpy()):.6f}, "
+                f"remat {model.remat}, precision {cfg.policy}, "
+                f"{strategy.num_replicas_in_sync} replica(s)")
 
-    dataset = shard_by_data(sn_dataset(train_data, cfg.total_length, batch, shuffle=True,
-                                       seed=cfg.seed, repeat=True, drop_remainder=True,
-                                       start_batch=start))
-    began = time.time()
-    model.fit(dataset, epochs=1, steps_per_epoch=cfg.max_iterations - start, verbose=0, shuffle=False,
-              callbacks=[Intervals()])
-    log(f"trained iterations {start + 1}..{cfg.max_iterations} in {time.time() - began:.1f} s")
-    return model
+    def dataset(start):
+        return shard_by_data(sn_dataset(train_data, cfg.total_length, batch, shuffle=True,
+                                        seed=cfg.seed, repeat=True, drop_remainder=True,
+                                        start_batch=start))
+
+    return train_iterations(
+        cfg, strategy, lambda: build_model(cfg),
+        lambda model, path, flag: restore(model, path, cfg.grid + (cfg.img_channel,), flag),
+        dataset, describe, display=lambda logs, steps: f"\ntraining loss: {float(logs['loss'])}",
+        iterations_of=lambda model: int(model.iteration.numpy()),
+        test=lambda model, out_dir: forecast_and_score(model, valid_data, cfg, out_dir, log),
+        log=log)
 
 
 def test(cfg, log=print):

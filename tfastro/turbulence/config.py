@@ -1,50 +1,58 @@
-"""Settings of a turbulence run (run.py --model_name turbulence_cnn or turbulence_unet)."""
+"""Settings of a turbulence run (run.py --model_name turbulence_cnn or turbulence_unet): the
+settings both models read, and one config class per model with its own."""
 import dataclasses
 
-from tfastro.core.checkpoints import RunOptions
+from tfastro.core.config import check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
-
-MODELS = ("turb_cnn", "turb_unet")
-
-
-DEFAULTS = {"turb_cnn": {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64},
-            "turb_unet": {"lr": 1e-2, "weight_decay": 1e-2, "batch_size": 32}}
 
 
 @dataclasses.dataclass
-class TurbulenceConfig(RunOptions):
-    """Settings of a turb_cnn / turb_unet run; field names and meanings are run.py's flags.
-    ``lr``, ``weight_decay`` and ``batch_size`` left at None take the model's defaults."""
-    is_training: bool = True
-    dataset_name: str = "turbulence"
-    model_name: str = "turb_cnn"
-    data_dir: str = "data/turbulence"
-    turb_classes: str = "mhd,cr_advection,cr_diffusion,cr_diffusion_100kappa,cr_streaming"
-    turb_field: str = "density"
-    turb_target: str = "magnetic_energy_density"
-    tile_size: int = 128
-    flattened_power: bool = False
-    projection: int = 1
-    ssim_alpha: float = 0.02
-    lr: float = None
-    weight_decay: float = None
-    batch_size: int = None
-    epochs: int = 50
-    patience: int = 5
-    blur_sigmas: str = "0,2,4,6,8"
-    occlusion_patch: int = 0
-    saliency_images: int = 8
-    save_dir: str = "checkpoints/turbulence"
-    gen_frm_dir: str = "results/turbulence"
-
-    def setting(self, name):
-        """lr / weight_decay / batch_size: the flag, or the model's default."""
-        value = getattr(self, name)
-        return DEFAULTS[self.model_name][name] if value is None else value
+class TurbulenceConfig:
+    """The settings both turbulence models read; a run takes a :class:`TurbulenceCNNConfig` or
+    a :class:`TurbulenceUNetConfig`."""
+    model_name: str
+    is_training: bool = shared(True)
+    dataset_name: str = setting("turbulence", "Dataset kind: 'turbulence' (turbulent-gas "
+                                "snapshot FITS cubes), the one both models read.")
+    data_dir: str = setting("data/turbulence", "Folder of the class folders (--turb_classes).")
+    turb_classes: str = setting("mhd,cr_advection,cr_diffusion,cr_diffusion_100kappa,"
+                                "cr_streaming", "Classes, comma-separated: each a folder of "
+                                "snapshot FITS cubes under --data_dir (or an absolute folder); "
+                                "the classifier's labels in this order.")
+    turb_field: str = setting("density", "FITS field (EXTNAME) the networks read.")
+    tile_size: int = setting(128, "Side of the image tiles cut from each slice (pixels).")
+    projection: int = setting(1, "Test images average this many adjacent slices (8: closer to "
+                              "observed column densities).")
+    epochs: int = shared(50)
+    patience: int = shared(5)
+    save_dir: str = shared("checkpoints/turbulence")
+    gen_frm_dir: str = shared("results/turbulence")
+    pretrained_model: str = shared("")
+    fresh_start: bool = shared(False)
+    keep_checkpoints: int = shared(5)
+    mixed_precision: str = shared("none")
+    jit_compile: bool = shared(False)
+    strategy: str = shared("default")
+    n_gpu: int = shared(0)
+    seed: int = shared(0)
 
     @property
     def classes(self):
         return [c.strip() for c in self.turb_classes.split(",") if c.strip()]
+
+
+@dataclasses.dataclass
+class TurbulenceCNNConfig(TurbulenceConfig):
+    """Settings of the classifier of cosmic-ray transport (run.py --model_name turbulence_cnn)."""
+    model_name: str = shared("turbulence_cnn")
+    lr: float = setting(1e-3, "Learning rate of AdamW.")
+    weight_decay: float = setting(1e-4, "AdamW's decoupled weight decay.")
+    batch_size: int = shared(64)
+    flattened_power: bool = setting(False, "Keep only Fourier phases of each slice (|F| set to "
+                                    "1): what phases alone tell.")
+    blur_sigmas: str = setting("0,2,4,6,8", "Gaussian blur widths (pixels) of the blur sweep.")
+    occlusion_patch: int = setting(0, "Side of the occluded patches (0: no occlusion maps).")
+    saliency_images: int = setting(8, "Test images drawn with their saliency maps.")
 
     @property
     def sigmas(self):
@@ -58,29 +66,40 @@ class TurbulenceConfig(RunOptions):
         return sigmas
 
 
+@dataclasses.dataclass
+class TurbulenceUNetConfig(TurbulenceConfig):
+    """Settings of the U-net from --turb_field to --turb_target (run.py --model_name
+    turbulence_unet)."""
+    model_name: str = shared("turbulence_unet")
+    lr: float = setting(1e-2, "Learning rate of AdamW.")
+    weight_decay: float = setting(1e-2, "AdamW's decoupled weight decay.")
+    batch_size: int = shared(32)
+    turb_target: str = setting("magnetic_energy_density", "FITS field the U-net predicts from "
+                               "--turb_field.")
+    ssim_alpha: float = setting(0.02, "U-net loss MSE + alpha (1 - SSIM).")
+    saliency_images: int = setting(8, "Test tiles drawn in mapping.png (input, target, "
+                                   "prediction).")
+
+
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
     from tfastro.core.precision import policy_name
 
-    def need(ok, message):
-        if not ok:
-            raise UserInputError(message)
-
-    need(cfg.model_name in MODELS, f"--model_name={cfg.model_name!r}: expected one of {MODELS}")
+    check_settings(cfg)
+    classifier = cfg.model_name == "turbulence_cnn"
     need(cfg.dataset_name == "turbulence", f"--dataset_name={cfg.dataset_name!r}: "
          f"{cfg.model_name} reads turbulent-gas FITS cubes, dataset 'turbulence'")
-    need(len(cfg.classes) >= 2 or cfg.model_name == "turb_unet",
+    need(len(cfg.classes) >= 2 or not classifier,
          f"--turb_classes={cfg.turb_classes!r}: the classifier needs at least two classes")
-    multiple = 64 if cfg.model_name == "turb_cnn" else 8
+    multiple = 64 if classifier else 8
     need(cfg.tile_size >= multiple and cfg.tile_size % multiple == 0,
          f"--tile_size={cfg.tile_size}: {cfg.model_name} needs a multiple of {multiple}")
-    for flag in ("projection", "epochs", "patience", "saliency_images"):
-        need(getattr(cfg, flag) >= 1, f"--{flag}={getattr(cfg, flag)}: must be a positive integer")
-    need(cfg.occlusion_patch >= 0, f"--occlusion_patch={cfg.occlusion_patch}: must be >= 0")
-    need(cfg.setting("lr") > 0 and cfg.setting("weight_decay") >= 0 and
-         cfg.setting("batch_size") >= 1, f"--lr={cfg.setting('lr')}, --weight_decay="
-         f"{cfg.setting('weight_decay')}, --batch_size={cfg.setting('batch_size')}: expected "
-         "lr > 0, weight_decay >= 0, batch_size >= 1")
-    need(cfg.ssim_alpha >= 0, f"--ssim_alpha={cfg.ssim_alpha}: must be >= 0")
-    cfg.sigmas
+    need_positive(cfg, "projection", "epochs", "patience", "saliency_images", "batch_size")
+    need(cfg.lr > 0 and cfg.weight_decay >= 0, f"--lr={cfg.lr}, --weight_decay="
+         f"{cfg.weight_decay}: expected lr > 0 and weight_decay >= 0")
+    if classifier:
+        need(cfg.occlusion_patch >= 0, f"--occlusion_patch={cfg.occlusion_patch}: must be >= 0")
+        cfg.sigmas  # noqa: B018  (validate --blur_sigmas)
+    else:
+        need(cfg.ssim_alpha >= 0, f"--ssim_alpha={cfg.ssim_alpha}: must be >= 0")
     policy_name(cfg.mixed_precision)

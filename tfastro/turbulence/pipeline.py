@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfastro.core.errors import UserInputError
+from tfastro.core.symmetries import SQUARE_SYMMETRIES, square_symmetry_of, transform_each_tf
 from tfastro.turbulence.io import read_fits_cube
 
 __all__ = ["SPLITS", "to_byte_scale", "flatten_power", "periodic_shift", "tile_image",
@@ -301,14 +302,10 @@ def cube_images(cube, tile, projection=1, flattened_power=False, equalised=True)
 def _random_flips(x, y, seed):
     """Flip each example of a batch left-right and/or up-down (and y with it when y is an
     image); ``seed`` is a stateless seed pair."""
-    draws = tf.random.stateless_uniform((2, tf.shape(x)[0]), seed) < 0.5
-    paired = len(y.shape) == 4
-    for flip, axis in zip(tf.unstack(draws), (2, 1)):
-        mask = tf.reshape(flip, (-1, 1, 1, 1))
-        x = tf.where(mask, tf.reverse(x, [axis]), x)
-        if paired:
-            y = tf.where(mask, tf.reverse(y, [axis]), y)
-    return x, y
+    flip_x, flip_y = tf.unstack(tf.random.stateless_uniform((2, tf.shape(x)[0]), seed) < 0.5)
+    k = square_symmetry_of(False, flip_y, flip_x)
+    return (transform_each_tf(x, k, SQUARE_SYMMETRIES),
+            transform_each_tf(y, k, SQUARE_SYMMETRIES) if len(y.shape) == 4 else y)
 
 
 def turbulence_dataset(images, labels_or_targets, batch_size, shuffle=True, flips=True,

@@ -8,17 +8,18 @@ periodic shifts, histogram equalisation: :mod:`tfastro.turbulence.io`). With
 ``projection`` > 1 the test images average that many adjacent slices, like an observed
 column: the network is still trained and validated on single slices.
 
-``turb_cnn`` classifies tiles into the classes (cross-entropy, AdamW lr 1e-3, weight decay
-1e-4, batch 64, random flips); ``turb_unet`` maps the ``turb_field`` tile onto the
-``turb_target`` tile (MSE + ssim_alpha (1 - SSIM), AdamW lr 1e-2, weight decay 1e-2, batch
-32). ``lr``, ``weight_decay`` and ``batch_size`` override those defaults. The model records
-its preprocessing (``turb_field``, ``flattened_power``, the classes or ``turb_target``), so a
-checkpoint applies on its own to a raw cube: :func:`tfastro.turbulence.model.apply_to_cube`.
+``turbulence_cnn`` classifies tiles into the classes (cross-entropy, AdamW, random flips);
+``turbulence_unet`` maps the ``turb_field`` tile onto the ``turb_target`` tile (MSE +
+ssim_alpha (1 - SSIM), AdamW). Their defaults of ``lr``, ``weight_decay`` and ``batch_size``
+differ (CNN 1e-3, 1e-4, 64; U-net 1e-2, 1e-2, 32: :mod:`tfastro.turbulence.config`).
+The model records its preprocessing (``turb_field``, ``flattened_power``, the classes or
+``turb_target``), so a checkpoint applies on its own to a raw cube:
+:func:`tfastro.turbulence.model.apply_to_cube`.
 
 Training runs up to ``epochs`` epochs with early stopping on the validation loss
 (``patience`` epochs) and ends on the best epoch's weights; a checkpoint and the early-stopping
 state are written after every epoch, so an interrupted run resumes where it stopped and a
-finished one only evaluates (:mod:`tfastro.core.epochs`).
+finished one only evaluates (:mod:`tfastro.core.loops`).
 
 Evaluation (after training, or ``is_training=False``) writes under
 ``<gen_frm_dir>/<iteration>/``: for the classifier ``metrics.json`` (accuracy, per-class
@@ -34,7 +35,7 @@ import os
 
 import numpy as np
 
-from tfastro.core.epochs import iteration, write_json
+from tfastro.core.loops import iteration, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.turbulence.config import validate_config
 
@@ -61,19 +62,20 @@ def snapshot_files(cfg):
 def split_images(cfg, files, split):
     """(images, labels) for the classifier or (inputs, targets) for the U-net of ``split``:
     training slices get the extra shifted copies, test images the ``projection``."""
-    from tfastro.turbulence import pipeline as turbulence
+    from tfastro.turbulence import pipeline
     options = {"projection": cfg.projection if split == "test" else 1,
                "shifts": None if split == "train" else (), "seed": cfg.seed}
+    classifier = cfg.model_name == "turbulence_cnn"
     try:
-        if cfg.model_name == "turb_cnn":
-            return turbulence.classification_images(files, split, cfg.tile_size, cfg.turb_field,
-                                                    phase_only=cfg.flattened_power, **options)
-        return turbulence.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
-                                         cfg.turb_target, **options)
+        if classifier:
+            return pipeline.classification_images(files, split, cfg.tile_size, cfg.turb_field,
+                                                  phase_only=cfg.flattened_power, **options)
+        return pipeline.mapping_images(files, split, cfg.tile_size, cfg.turb_field,
+                                       cfg.turb_target, **options)
     except UserInputError as err:
-        raise UserInputError(f"--turb_field={cfg.turb_field!r}, --turb_target={cfg.turb_target!r}"
-                             f", --tile_size={cfg.tile_size}, --projection={cfg.projection}: {err}"
-                             ) from None
+        target = "" if classifier else f", --turb_target={cfg.turb_target!r}"
+        raise UserInputError(f"--turb_field={cfg.turb_field!r}{target}, --tile_size="
+                             f"{cfg.tile_size}, --projection={cfg.projection}: {err}") from None
 
 
 def build_model(cfg):
@@ -81,9 +83,9 @@ def build_model(cfg):
     under mixed_float16 Keras wraps AdamW in a LossScaleOptimizer)."""
     from tfastro.core.precision import policy_name, precision_policy
     from tfastro.turbulence import model as models
-    lr, decay = cfg.setting("lr"), cfg.setting("weight_decay")
+    lr, decay = cfg.lr, cfg.weight_decay
     with precision_policy(policy_name(cfg.mixed_precision)):
-        if cfg.model_name == "turb_cnn":
+        if cfg.model_name == "turbulence_cnn":
             return models.compile_classifier(
                 models.turbulence_classifier(cfg.tile_size, len(cfg.classes),
                                              field=cfg.turb_field,
@@ -151,7 +153,7 @@ def evaluate_unet(cfg, model, inputs, targets, train_mean, out_dir, log):
     """MSE, SSIM and PSNR of the predicted test tiles against the identity and mean baselines."""
     from tfastro.fields.image_metrics import psnr, ssim2d
     from tfastro.turbulence import figures as viz
-    predicted = np.asarray(model.predict(inputs, batch_size=cfg.setting("batch_size"), verbose=0))
+    predicted = np.asarray(model.predict(inputs, batch_size=cfg.batch_size, verbose=0))
     candidates = {"unet": predicted, "identity": inputs,
                   "training_mean": np.full_like(targets, train_mean)}
     metrics = {name: {"mse": float(np.mean((guess - targets) ** 2)),
@@ -175,7 +177,7 @@ def evaluate(cfg, model, files, train_mean, log):
     from tfastro.core.checkpoints import results_dir
     x, y = split_images(cfg, files, "test")
     out_dir = results_dir(cfg.gen_frm_dir, iteration(model))
-    if cfg.model_name == "turb_cnn":
+    if cfg.model_name == "turbulence_cnn":
         result = evaluate_classifier(cfg, model, x, y, out_dir, log)
     else:
         result = evaluate_unet(cfg, model, x, y, train_mean, out_dir, log)
@@ -189,7 +191,7 @@ def train(cfg, log=print):
 
     from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import even_global_batch, shard_by_data
-    from tfastro.core.epochs import starting_model, train_epochs
+    from tfastro.core.loops import starting_model, train_epochs
     from tfastro.turbulence.pipeline import turbulence_dataset
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
@@ -198,7 +200,7 @@ def train(cfg, log=print):
     with strategy.scope():
         model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
-    batch = {name: even_global_batch(len(images), cfg.setting("batch_size"), strategy,
+    batch = {name: even_global_batch(len(images), cfg.batch_size, strategy,
                                      f"{name} tiles")
              for name, images in (("training", x), ("validation", validation[0]))}
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
@@ -214,13 +216,13 @@ def train(cfg, log=print):
 def test(cfg, log=print):
     """Evaluate a checkpoint (--pretrained_model or the newest in save_dir) on the test split."""
     from tfastro.core.distribute import use_gpus
-    from tfastro.core.epochs import evaluation_model
+    from tfastro.core.loops import evaluation_model
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     files = snapshot_files(cfg)
     model = evaluation_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
-                  if cfg.model_name == "turb_unet" else None)
+                  if cfg.model_name == "turbulence_unet" else None)
     return evaluate(cfg, model, files, train_mean, log)
 
 

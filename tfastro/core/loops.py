@@ -1,14 +1,25 @@
-"""Epoch-based training with early stopping that survives interruption (turbulence, column).
+"""The two training loops of the cases; both resume from ``<save_dir>/ckpt-<iteration>.keras``.
 
-After every epoch a checkpoint ``<save_dir>/ckpt-<iteration>.keras`` is written (complete
-model, optimizer state and step count) together with the early-stopping state:
-``early_stopping.json`` (iteration, epochs done, best validation loss, its epoch, epochs
-waited, finished) and ``best_weights.npz`` (the best epoch's weights). A run restarted on the
-same ``save_dir`` resumes from them; training ends on the best epoch's weights, which are
-checkpointed as the final state (the run then counts as finished).
+Iteration loop (:func:`train_iterations`: supernova, multifield, dm2gal). Training runs up to
+``max_iterations`` iterations from the newest checkpoint in ``save_dir`` (resuming), else
+``pretrained_model``, else afresh (``fresh_start`` first deletes save_dir's checkpoints). Every
+``display_interval`` iterations a line is logged, every ``snapshot_interval`` a checkpoint
+written (the ``keep_checkpoints`` newest kept), every ``test_interval`` the model evaluated
+into ``<gen_frm_dir>/<iteration>/`` or, with validation data, validated. A case supplies small
+callables: build its model, restore-check a checkpoint, its data from a given iteration on.
+
+Epoch loop (:func:`train_epochs`: turbulence, prestellar), early stopping that survives
+interruption. After every epoch a checkpoint is written (complete model, optimizer state and
+step count) together with the early-stopping state: ``early_stopping.json`` (iteration,
+epochs done, best validation loss, its epoch, epochs waited, finished) and
+``best_weights.npz`` (the best epoch's weights). A run restarted on the same ``save_dir``
+resumes from them; training ends on the best epoch's weights, which are checkpointed as the
+final state (the run then counts as finished).
 """
 import json
+import math
 import os
+import time
 from datetime import datetime
 
 import numpy as np
@@ -26,6 +37,89 @@ def iteration(model):
 def shapes(model):
     """A functional model's name, input and output shapes (without the batch axis)."""
     return model.name, tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+
+
+def _timestamp():
+    return f"{datetime.now():%Y-%m-%d %H:%M:%S}"
+
+
+def train_iterations(cfg, strategy, build, restore, dataset, describe, display, *,
+                     iterations_of=iteration, test=None, validation=None, callbacks=(),
+                     log=print):
+    """Train the model of ``build`` up to ``cfg.max_iterations`` (the iteration loop of the
+    module docstring); returns the model.
+
+    Args:
+      cfg: the case's config; reads save_dir, gen_frm_dir (this worker's, see
+        :func:`tfastro.core.checkpoints.worker_strategy`), fresh_start, pretrained_model,
+        keep_checkpoints, seed, max_iterations, display_interval, snapshot_interval and
+        test_interval.
+      strategy: the tf.distribute strategy the model is built under.
+      build: ``() -> model``, compiled and built (called in ``strategy``'s scope after
+        seeding Keras with ``cfg.seed``).
+      restore: ``(model, path, flag) -> None``: load checkpoint ``path`` into ``model`` after
+        checking it was written for the same configuration (UserInputError naming ``flag``).
+      dataset: ``start -> tf.data.Dataset`` of global training batches that continues the
+        stream of a run from iteration 0 after ``start`` iterations (exact resume).
+      describe: ``(model, start) -> str``, the line logged before training.
+      display: ``(logs, steps) -> str``, what follows ``<time> itr: <iteration>`` every
+        ``display_interval`` iterations (Keras' logs of the batch; ``steps``: iterations of
+        this run so far).
+      iterations_of: ``model -> int``, iterations done (default: its optimizer's steps).
+      test: ``(model, out_dir) -> None``, an evaluation written into ``out_dir`` =
+        ``<gen_frm_dir>/<iteration>`` every ``test_interval`` iterations.
+      validation: a validation dataset: Keras epochs are then ``test_interval`` iterations
+        long (the first from the starting iteration; the last ends at max_iterations), each
+        ending with the validation loss, logged and seen by ``callbacks`` (e.g.
+        ReduceLROnPlateau).
+      callbacks: further Keras callbacks of ``fit``.
+    """
+    import keras
+
+    from tfastro.core.checkpoints import results_dir, save_checkpoint, starting_checkpoint
+    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        model = build()
+    if checkpoint:
+        restore(model, checkpoint, flag)
+        log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
+    start = iterations_of(model)
+    log(describe(model, start))
+    if start >= cfg.max_iterations:
+        log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: "
+            "nothing to train")
+        return model
+
+    class Intervals(keras.callbacks.Callback):
+        itr = start
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.itr = itr = self.itr + 1
+            if itr % cfg.display_interval == 0:
+                log(f"{_timestamp()} itr: {itr}{display(logs, itr - start)}")
+            if itr % cfg.snapshot_interval == 0:
+                log(f"saved {save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)}")
+            if test is not None and itr % cfg.test_interval == 0:
+                test(model, results_dir(cfg.gen_frm_dir, itr))
+            if itr >= cfg.max_iterations:
+                model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if validation is not None:
+                log(f"validation loss {logs['val_loss']:.5f} at iteration {self.itr}")
+
+    if validation is None:
+        epochs = dict(epochs=1, steps_per_epoch=cfg.max_iterations - start)
+    else:
+        epochs = dict(validation_data=validation, initial_epoch=start // cfg.test_interval,
+                      epochs=math.ceil(cfg.max_iterations / cfg.test_interval),
+                      steps_per_epoch=cfg.test_interval)
+    began = time.time()
+    model.fit(dataset(start), verbose=0, shuffle=False, callbacks=[Intervals(), *callbacks],
+              **epochs)
+    log(f"trained iterations {start + 1}..{cfg.max_iterations} in {time.time() - began:.1f} s")
+    return model
 
 
 def load_checkpoint(path, flag, expected, what, signature=shapes):
@@ -146,7 +240,7 @@ def train_epochs(model, train, validation, state, cfg, log):
         def on_epoch_end(self, index, logs=None):
             nonlocal epoch
             epoch = index + 1
-            log(f"{datetime.now():%Y-%m-%d %H:%M:%S} epoch {epoch}  itr: {iteration(model)}  "
+            log(f"{_timestamp()} epoch {epoch}  itr: {iteration(model)}  "
                 f"loss {logs['loss']:.5f}  validation loss {logs['val_loss']:.5f}")
             snapshot(False)
 
