@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tfastro.supernova.evaluation import mask_iou, sedov_taylor_radius, shell_mask, shell_radius
+from tfastro.supernova.evaluation import mask_iou, shell_mask, shell_radius
+from tfastro.supernova.synthetic import sedov_taylor_radius
 
 M_H = 1.6735575e-24  # g, hydrogen atom
 YEAR = 3.15576e7  # s, Julian year

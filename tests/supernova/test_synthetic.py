@@ -9,7 +9,8 @@ from scipy import stats
 
 from tfastro.core.errors import UserInputError
 from tfastro.fields.random_fields import lognormal_field
-from tfastro.supernova.evaluation import sedov_taylor_radius, shell_mask, shell_radius
+from tfastro.supernova.evaluation import shell_mask, shell_radius
+from tfastro.supernova.synthetic import sedov_taylor_radius
 from tfastro.supernova.io import default_clips, load_sn_npz
 from tfastro.supernova.synthetic import (
     KYR_S,

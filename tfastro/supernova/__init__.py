@@ -14,9 +14,8 @@ Modules (the same names in every case package):
 The names below import without TensorFlow (Keras on JAX works); ``pipeline`` and ``task`` are
 imported from their modules.
 """
-from tfastro.supernova.evaluation import (XI_GAMMA_5_3, ForecastScores, frame_mae, frame_mse,
-                                         frame_psnr, mask_iou, sedov_taylor_radius, shell_mask,
-                                         shell_radius)
+from tfastro.supernova.evaluation import (ForecastScores, frame_mae, frame_mse, frame_psnr,
+                                         mask_iou, shell_mask, shell_radius)
 from tfastro.supernova.figures import central_slice, save_cross_sections, save_forecast_gif
 from tfastro.supernova.io import (
                                   REQUIRED_KEYS,
@@ -45,6 +44,8 @@ from tfastro.supernova.model import (
 )
 from tfastro.supernova.optimizers import MIMAdam
 from tfastro.supernova.synthetic import (
+                                  XI_GAMMA_5_3,
+                                  sedov_taylor_radius,
                                   KYR_S,
                                   M_H_G,
                                   MEDIA,

@@ -35,24 +35,6 @@ import numpy as np
 
 from tfastro.fields.image_metrics import mae, psnr, ssim3d
 
-#: Dimensionless Sedov-Taylor constant for an adiabatic index gamma = 5/3.
-XI_GAMMA_5_3 = 1.15
-
-
-def sedov_taylor_radius(t, energy, density, xi=XI_GAMMA_5_3):
-    """Blast-wave radius R(t) = xi (E t^2 / rho)^(1/5).
-
-    Args:
-      t: time since the explosion (any units consistent with the others), scalar or array.
-      energy: explosion energy E.
-      density: ambient mass density rho.
-    Returns:
-      R in the length unit implied by (E, t, rho); e.g. cm for erg, s, g cm^-3.
-    """
-    t = np.asarray(t, dtype=np.float64)
-    return xi * (energy * t**2 / density) ** 0.2
-
-
 def shell_mask(frame, initial, threshold=0.1):
     """Boolean mask of voxels whose density exceeds ``initial`` by more than ``threshold``.
 
@@ -97,8 +79,7 @@ def mask_iou(mask_a, mask_b):
     return float(np.logical_and(a, b).sum() / union)
 
 
-__all__ = ["XI_GAMMA_5_3", "sedov_taylor_radius", "shell_mask", "shell_radius", "mask_iou",
-           "frame_mse", "frame_mae", "frame_psnr", "ForecastScores"]
+__all__ = ["shell_mask", "shell_radius", "mask_iou", "frame_mse", "frame_mae", "frame_psnr", "ForecastScores"]
 
 
 _METRICS = ("mse", "mae", "psnr", "ssim", "shell_iou", "shell_radius_error")

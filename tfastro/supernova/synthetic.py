@@ -53,8 +53,25 @@ from scipy import ndimage, special
 from tfastro.core.cli import synthetic_main
 from tfastro.core.errors import UserInputError
 from tfastro.fields.random_fields import lognormal_field
-from tfastro.supernova.evaluation import XI_GAMMA_5_3, sedov_taylor_radius
 from tfastro.supernova.io import default_clips, save_sn_npz
+
+#: Dimensionless Sedov-Taylor constant for an adiabatic index gamma = 5/3.
+XI_GAMMA_5_3 = 1.15
+
+
+def sedov_taylor_radius(t, energy, density, xi=XI_GAMMA_5_3):
+    """Blast-wave radius R(t) = xi (E t^2 / rho)^(1/5).
+
+    Args:
+      t: time since the explosion (any units consistent with the others), scalar or array.
+      energy: explosion energy E.
+      density: ambient mass density rho.
+    Returns:
+      R in the length unit implied by (E, t, rho); e.g. cm for erg, s, g cm^-3.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    return xi * (energy * t**2 / density) ** 0.2
+
 
 PC_CM = 3.0857e18
 
