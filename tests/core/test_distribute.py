@@ -9,7 +9,6 @@ import runpy
 import socket
 import subprocess
 import sys
-import types
 
 import keras
 import numpy as np
@@ -28,6 +27,8 @@ from tfastro.supernova import task as mim3d
 from tfastro.supernova.config import MIM3DConfig
 from tfastro.turbulence import task as turbulence
 from tfastro.turbulence.config import TurbulenceCNNConfig, TurbulenceUNetConfig
+from tfastro.dm2gal.io import STANDARDISATION
+from tfastro.prestellar.synthetic import synthetic_cores
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
 
@@ -52,16 +53,16 @@ def tiny_model(name, policy, rng):
         return gan, (2 * _inputs(rng, 2, 32, 32, 3) - 1, _inputs(rng, 2, 2)), gan.g_optimizer
     if name == "dm2gal":
         model = dm2gal.build_model(DM2GalConfig(window=15, dm2gal_ch=2,
-                                                mixed_precision=policy))
+                                                mixed_precision=policy), STANDARDISATION)
         return model, (_inputs(rng, 4, 15, 15, 15, 2), _inputs(rng, 4, 1)), model.optimizer
     if name.startswith("turbulence"):
         config = TurbulenceCNNConfig if name == "turbulence_cnn" else TurbulenceUNetConfig
         model = turbulence.build_model(config(tile_size=64, mixed_precision=policy))
         target = rng.integers(0, 5, 4) if name == "turbulence_cnn" else _inputs(rng, 4, 64, 64, 1)
         return model, (_inputs(rng, 4, 64, 64, 1), target), model.optimizer
-    cores = types.SimpleNamespace(log_density=np.zeros((1, 8, 8, 8)), ppv=np.zeros((1, 8, 8, 8)))
+    cores = synthetic_cores(1, n=8, n_channels=8, seed=0)
     model = prestellar.build_model(PrestellarConfig(column_width=4, mixed_precision=policy),
-                                   cores)
+                                   cores, [0])
     return model, (_inputs(rng, 2, 8, 8, 8, 1), _inputs(rng, 2, 8, 8, 8, 2)), model.optimizer
 
 
