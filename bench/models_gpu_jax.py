@@ -21,12 +21,8 @@ import numpy as np  # noqa: E402
 
 from tfastro.dm2gal.model import DM2Gal
 from tfastro.prestellar.model import ColumnNet
-from tfastro.turbulence.model import (
-    compile_classifier,
-    compile_unet,
-    turbulence_classifier,
-    turbulence_unet,
-)
+from tfastro.turbulence.model import (compile_classifier, compile_unet, turbulence_classifier,
+                                      turbulence_unet)
 
 
 def _adam_mse(model, input_shape):

@@ -8,19 +8,9 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from tfastro.core.symmetries import (
-    CUBE_ROTATIONS,
-    QUARTER_TURN,
-    REFLECTION,
-    SQUARE_SYMMETRIES,
-    element_index,
-    random_elements,
-    source_indices,
-    square_symmetry_of,
-    transform,
-    transform_each_tf,
-    transform_tf,
-)
+from tfastro.core.symmetries import (CUBE_ROTATIONS, QUARTER_TURN, REFLECTION, SQUARE_SYMMETRIES,
+                                     element_index, random_elements, source_indices,
+                                     square_symmetry_of, transform, transform_each_tf, transform_tf)
 
 GROUPS = {"square": SQUARE_SYMMETRIES, "cube": CUBE_ROTATIONS}
 

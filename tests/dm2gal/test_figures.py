@@ -5,12 +5,8 @@ import pytest
 from tests import pngs
 from tfastro.core.figures import PLOT_PANEL
 from tfastro.dm2gal.evaluation import compare_cubes
-from tfastro.dm2gal.figures import (
-    plot_bispectra,
-    plot_mass_histograms,
-    plot_power_spectra,
-    plot_slices,
-)
+from tfastro.dm2gal.figures import (plot_bispectra, plot_mass_histograms, plot_power_spectra,
+                                    plot_slices)
 
 DPI = 40
 N = 16

@@ -7,25 +7,11 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
-from tfastro.dm2gal.io import (
-    STANDARDISATION,
-    cic_mass_grid,
-    dark_matter_grid,
-    destandardise,
-    field_statistics,
-    inverse_log_mass,
-    iter_particle_positions,
-    load_field,
-    log_mass,
-    read_groups,
-    read_header,
-    read_subhalos,
-    save_field,
-    snapshot_files,
-    standardise,
-    stellar_mass_grid,
-    subhalo_mass_grid,
-)
+from tfastro.dm2gal.io import (STANDARDISATION, cic_mass_grid, dark_matter_grid, destandardise,
+                               field_statistics, inverse_log_mass, iter_particle_positions,
+                               load_field, log_mass, read_groups, read_header, read_subhalos,
+                               save_field, snapshot_files, standardise, stellar_mass_grid,
+                               subhalo_mass_grid)
 from tfastro.fields.assignment import mass_assignment
 
 BOX = 1600.0  # ckpc/h

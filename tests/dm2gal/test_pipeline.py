@@ -8,17 +8,10 @@ from scipy import stats
 
 from tfastro.core.errors import UserInputError
 from tfastro.core.symmetries import CUBE_ROTATIONS, transform
-from tfastro.dm2gal.pipeline import (
-    DM2GalRegions,
-    candidate_centres,
-    centre_allowed,
-    mass_bin_weights,
-    split_centres,
-    split_regions,
-    weighted_index_dataset,
-    weighted_sample_indices,
-    window_dataset,
-)
+from tfastro.dm2gal.pipeline import (DM2GalRegions, candidate_centres, centre_allowed,
+                                     mass_bin_weights, split_centres, split_regions,
+                                     weighted_index_dataset, weighted_sample_indices,
+                                     window_dataset)
 
 
 def _mass_grid(n=32, seed=0):

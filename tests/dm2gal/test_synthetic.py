@@ -9,17 +9,9 @@ import pytest
 from scipy import ndimage
 
 from tfastro.core.errors import UserInputError
-from tfastro.dm2gal.io import (
-    dark_matter_grid,
-    iter_particle_positions,
-    log_mass,
-    read_groups,
-    read_header,
-    read_subhalos,
-    snapshot_files,
-    stellar_mass_grid,
-    subhalo_mass_grid,
-)
+from tfastro.dm2gal.io import (dark_matter_grid, iter_particle_positions, log_mass, read_groups,
+                               read_header, read_subhalos, snapshot_files, stellar_mass_grid,
+                               subhalo_mass_grid)
 from tfastro.dm2gal.synthetic import TNGSyntheticParams, main, write_synthetic_tng
 
 PARAMS = TNGSyntheticParams(grid=32, particles_per_side=32, seed=1, chunks=3)

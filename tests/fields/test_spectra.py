@@ -5,13 +5,8 @@ import tensorflow as tf
 
 from tests.reference import load_reference
 from tfastro.fields.fourier import MAS_ORDER, field_modes, mode_bins, wavenumbers
-from tfastro.fields.spectra import (
-    correlation_coefficient,
-    cross_correlations,
-    cross_power_spectrum,
-    cross_spectra,
-    power_spectrum,
-)
+from tfastro.fields.spectra import (correlation_coefficient, cross_correlations,
+                                    cross_power_spectrum, cross_spectra, power_spectrum)
 
 REFERENCE = "pylians_statistics.npz"
 RTOL = 1e-4  # float32 FFTs against Pylians' float32 FFTW

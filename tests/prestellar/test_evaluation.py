@@ -7,17 +7,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from tfastro.prestellar.evaluation import (
-    calibration,
-    density_centroid,
-    fit_plummer,
-    mean_baseline,
-    plummer_log_profile,
-    profile_scores,
-    radial_profile,
-    uncertainty_maps,
-    voxel_errors,
-)
+from tfastro.prestellar.evaluation import (calibration, density_centroid, fit_plummer,
+                                           mean_baseline, plummer_log_profile, profile_scores,
+                                           radial_profile, uncertainty_maps, voxel_errors)
 from tfastro.prestellar.synthetic import cell_centres
 
 N = 32

@@ -15,23 +15,11 @@ from scipy import stats
 from tfastro.core.errors import UserInputError
 from tfastro.prestellar.io import PARAM_FIELDS, read_prestellar, write_prestellar
 from tfastro.prestellar.pipeline import core_dataset, ppv_window_dataset
-from tfastro.prestellar.synthetic import (
-    PROFILES,
-    CoreParams,
-    CoreRanges,
-    channel_velocities,
-    core_density,
-    core_velocity,
-    draw_core_params,
-    grid_coordinates,
-    line_profile,
-    main,
-    make_core,
-    observe_ppv,
-    structure_field,
-    synthetic_cores,
-    thermal_width,
-)
+from tfastro.prestellar.synthetic import (PROFILES, CoreParams, CoreRanges, channel_velocities,
+                                          core_density, core_velocity, draw_core_params,
+                                          grid_coordinates, line_profile, main, make_core,
+                                          observe_ppv, structure_field, synthetic_cores,
+                                          thermal_width)
 
 SIGMA = 0.188            # km/s, the 10 K line
 DV = 0.125               # km/s

@@ -5,14 +5,8 @@ import pytest
 from tests import pngs
 from tfastro.core.figures import PLOT_PANEL
 from tfastro.turbulence.evaluation import confusion_matrix, gaussian_transfer
-from tfastro.turbulence.figures import (
-    CONFUSION_SIZE,
-    plot_blur_sweep,
-    plot_blurred_spectra,
-    plot_confusion_matrix,
-    plot_occlusion,
-    plot_saliency,
-)
+from tfastro.turbulence.figures import (CONFUSION_SIZE, plot_blur_sweep, plot_blurred_spectra,
+                                        plot_confusion_matrix, plot_occlusion, plot_saliency)
 
 DPI = 40
 NAMES = ["MHD", "advection", "diffusion"]

@@ -7,31 +7,13 @@ import pytest
 from astropy.io import fits
 
 from tfastro.core.errors import UserInputError
-from tfastro.turbulence.io import (
-    FIELDS,
-    TURBULENCE_CLASSES,
-    athena_to_fits,
-    class_files,
-    fits_units,
-    read_athdf,
-    read_fits_cube,
-    resample_cube,
-    write_fits_cubes,
-)
-from tfastro.turbulence.pipeline import (
-    assert_buffered,
-    buffered_split,
-    classification_images,
-    equalise_histogram,
-    flatten_power,
-    mapping_images,
-    periodic_shift,
-    project_slices,
-    slice_separation,
-    tile_image,
-    to_byte_scale,
-    turbulence_dataset,
-)
+from tfastro.turbulence.io import (FIELDS, TURBULENCE_CLASSES, athena_to_fits, class_files,
+                                   fits_units, read_athdf, read_fits_cube, resample_cube,
+                                   write_fits_cubes)
+from tfastro.turbulence.pipeline import (assert_buffered, buffered_split, classification_images,
+                                         equalise_histogram, flatten_power, mapping_images,
+                                         periodic_shift, project_slices, slice_separation,
+                                         tile_image, to_byte_scale, turbulence_dataset)
 
 N_ATH = 8  # Athena test mesh: 8^3 cells in 2 x 4 x 1 blocks of (x 4, y 2, z 8) cells
 

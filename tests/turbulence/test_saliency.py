@@ -6,18 +6,9 @@ import pytest
 
 from tfastro.fields.fourier import mode_bins
 from tfastro.fields.random_fields import gaussian_random_field
-from tfastro.turbulence.evaluation import (
-    blur_images,
-    blur_summary,
-    blur_sweep,
-    blurred_spectra,
-    class_logits,
-    gaussian_transfer,
-    occlusion_maps,
-    raw_saliency,
-    saliency_maps,
-    saliency_region,
-)
+from tfastro.turbulence.evaluation import (blur_images, blur_summary, blur_sweep, blurred_spectra,
+                                           class_logits, gaussian_transfer, occlusion_maps,
+                                           raw_saliency, saliency_maps, saliency_region)
 
 N = 32  # image side (px)
 

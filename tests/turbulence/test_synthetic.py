@@ -9,25 +9,11 @@ from scipy import ndimage, stats
 from tfastro.core.errors import UserInputError
 from tfastro.fields.spectra import power_spectrum
 from tfastro.turbulence.io import FIELDS, TURBULENCE_CLASSES, class_files, read_fits_cube
-from tfastro.turbulence.pipeline import (
-    classification_images,
-    flatten_power,
-    mapping_images,
-    to_byte_scale,
-)
-from tfastro.turbulence.synthetic import (
-    E_B0,
-    E_C0,
-    NOISE,
-    RHO0,
-    SIGMA_LN_RHO,
-    SYNTHETIC_CLASSES,
-    SYNTHETIC_UNITS,
-    class_gaussian_field,
-    main,
-    planted_spectrum,
-    write_synthetic_turbulence,
-)
+from tfastro.turbulence.pipeline import (classification_images, flatten_power, mapping_images,
+                                         to_byte_scale)
+from tfastro.turbulence.synthetic import (E_B0, E_C0, NOISE, RHO0, SIGMA_LN_RHO, SYNTHETIC_CLASSES,
+                                          SYNTHETIC_UNITS, class_gaussian_field, main,
+                                          planted_spectrum, write_synthetic_turbulence)
 
 SIZE, SNAPSHOTS, SEED = 48, 2, 3
 BOX = 2 * np.pi  # k in units of the fundamental mode

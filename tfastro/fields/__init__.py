@@ -12,28 +12,15 @@ Arrays in, arrays out; TensorFlow does the transforms (imported when a statistic
 """
 from tfastro.fields.assignment import MAS_SCHEMES, mass_assignment
 from tfastro.fields.bispectra import Bispectrum, bispectrum, triangle_third_side
-from tfastro.fields.fourier import (
-                                    MAS_ORDER,
-                                    ModeBins,
-                                    check_grid,
-                                    field_modes,
-                                    integer_k_squared,
-                                    integer_wavenumbers,
-                                    mode_bins,
-                                    real_ffts,
-                                    wavenumbers,
-)
+from tfastro.fields.fourier import (MAS_ORDER, ModeBins, check_grid, field_modes,
+                                    integer_k_squared, integer_wavenumbers, mode_bins, real_ffts,
+                                    wavenumbers)
 from tfastro.fields.image_metrics import mae, psnr, ssim2d, ssim2d_tensor, ssim3d
 from tfastro.fields.pdf import ks_distance, pdf_bin_edges, pdf_mean_std, pixel_pdf, pixel_pdfs
 from tfastro.fields.random_fields import correlated_fields, gaussian_random_field, lognormal_field
-from tfastro.fields.spectra import (
-                                    correlation_coefficient,
-                                    correlation_from_spectra,
-                                    cross_correlations,
-                                    cross_power_spectrum,
-                                    cross_spectra,
-                                    power_spectrum,
-)
+from tfastro.fields.spectra import (correlation_coefficient, correlation_from_spectra,
+                                    cross_correlations, cross_power_spectrum, cross_spectra,
+                                    power_spectrum)
 
 __all__ = ["MAS_SCHEMES", "mass_assignment", "Bispectrum", "bispectrum", "triangle_third_side",
            "MAS_ORDER", "real_ffts", "check_grid", "integer_wavenumbers", "integer_k_squared",

@@ -14,55 +14,20 @@ Modules (the same names in every case package):
 
 ``pipeline`` and ``task`` are imported from their modules.
 """
-from tfastro.prestellar.evaluation import (
-                                   TARGET_NAMES,
-                                   PlummerFit,
-                                   calibration,
-                                   density_centroid,
-                                   fit_plummer,
-                                   mean_baseline,
-                                   plummer_log_profile,
-                                   profile_scores,
-                                   radial_profile,
-                                   uncertainty_maps,
-                                   voxel_errors,
-)
+from tfastro.prestellar.evaluation import (TARGET_NAMES, PlummerFit, calibration, density_centroid,
+                                           fit_plummer, mean_baseline, plummer_log_profile,
+                                           profile_scores, radial_profile, uncertainty_maps,
+                                           voxel_errors)
 from tfastro.prestellar.figures import plot_ppv, plot_profiles, plot_slices, plot_uncertainty
-from tfastro.prestellar.io import (
-                                   HDF5_NAME,
-                                   PARAM_FIELDS,
-                                   read_prestellar,
-                                   read_prestellar_fits,
-                                   write_prestellar,
-)
-from tfastro.prestellar.model import (
-                                   N_TARGETS,
-                                   ColumnNet,
-                                   mc_dropout_predict,
-                                   scan_predict,
-                                   training_normalisation,
-)
-from tfastro.prestellar.synthetic import (
-                                   PC_CM,
-                                   PROFILES,
-                                   V_RANGE,
-                                   CoreParams,
-                                   CoreRanges,
-                                   CoreSet,
-                                   cell_centres,
-                                   channel_velocities,
-                                   core_density,
-                                   core_velocity,
-                                   draw_core_params,
-                                   grid_coordinates,
-                                   line_profile,
-                                   make_core,
-                                   observe_ppv,
-                                   prestellar_targets,
-                                   structure_field,
-                                   synthetic_cores,
-                                   thermal_width,
-)
+from tfastro.prestellar.io import (HDF5_NAME, PARAM_FIELDS, read_prestellar, read_prestellar_fits,
+                                   write_prestellar)
+from tfastro.prestellar.model import (N_TARGETS, ColumnNet, mc_dropout_predict, scan_predict,
+                                      training_normalisation)
+from tfastro.prestellar.synthetic import (PC_CM, PROFILES, V_RANGE, CoreParams, CoreRanges,
+                                          CoreSet, cell_centres, channel_velocities, core_density,
+                                          core_velocity, draw_core_params, grid_coordinates,
+                                          line_profile, make_core, observe_ppv, prestellar_targets,
+                                          structure_field, synthetic_cores, thermal_width)
 
 __all__ = ["PARAM_FIELDS", "HDF5_NAME", "write_prestellar", "read_prestellar",
            "read_prestellar_fits", "cell_centres", "PROFILES", "V_RANGE", "PC_CM", "thermal_width",

@@ -18,12 +18,8 @@ import itertools
 import numpy as np
 
 from tfastro.core.figures import PLOT_PANEL, agg_figure, figure_or_png
-from tfastro.prestellar.evaluation import (
-    TARGET_NAMES,
-    PlummerFit,
-    plummer_log_profile,
-    uncertainty_maps,
-)
+from tfastro.prestellar.evaluation import (TARGET_NAMES, PlummerFit, plummer_log_profile,
+                                           uncertainty_maps)
 
 __all__ = ["plot_slices", "plot_ppv", "plot_profiles", "plot_uncertainty"]
 

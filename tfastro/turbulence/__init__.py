@@ -14,79 +14,27 @@ Modules (the same names in every case package):
 
 ``pipeline`` and ``task`` are imported from their modules.
 """
-from tfastro.turbulence.evaluation import (
-                                   BLUR_SIGMAS,
-                                   OCCLUSION_PATCH,
-                                   SALIENCY_LEVEL,
-                                   SALIENCY_SIGMA,
-                                   blur_images,
-                                   blur_summary,
-                                   blur_sweep,
-                                   blurred_spectra,
-                                   class_logits,
-                                   classification_report,
-                                   confusion_matrix,
-                                   gaussian_transfer,
-                                   occlusion_maps,
-                                   raw_saliency,
-                                   saliency_maps,
-                                   saliency_region,
-)
-from tfastro.turbulence.figures import (
-                                   CONFUSION_SIZE,
-                                   plot_blur_sweep,
-                                   plot_blurred_spectra,
-                                   plot_confusion_matrix,
-                                   plot_mapping,
-                                   plot_occlusion,
-                                   plot_saliency,
-)
-from tfastro.turbulence.io import (
-                                   CLASS_LABELS,
-                                   CODE_UNITS,
-                                   FIELDS,
-                                   TURBULENCE_CLASSES,
-                                   athdf_variables,
-                                   athena_fields,
-                                   athena_to_fits,
-                                   class_files,
-                                   fits_units,
-                                   read_athdf,
-                                   read_fits_cube,
-                                   resample_cube,
-                                   write_fits_cubes,
-)
-from tfastro.turbulence.model import (
-                                   CLASSIFIER_BATCH_SIZE,
-                                   DEFAULT_SSIM_ALPHA,
-                                   SSIM_ALPHAS,
-                                   UNET_BATCH_SIZE,
-                                   SSIMMSELoss,
-                                   TilePreprocessing,
-                                   adamw,
-                                   apply_to_cube,
-                                   compile_classifier,
-                                   compile_unet,
-                                   early_stopping,
-                                   ssim_mse_loss,
-                                   turbulence_classifier,
-                                   turbulence_unet,
-)
-from tfastro.turbulence.synthetic import (
-                                   E_B0,
-                                   E_C0,
-                                   NOISE,
-                                   RHO0,
-                                   SIGMA_LN_RHO,
-                                   SYNTHETIC_CLASSES,
-                                   SYNTHETIC_UNITS,
-                                   SyntheticClass,
-                                   class_gaussian_field,
-                                   planted_spectrum,
-                                   snapshot_path,
-                                   synthetic_snapshot,
-                                   write_synthetic_turbulence,
-)
+from tfastro.turbulence.evaluation import (BLUR_SIGMAS, OCCLUSION_PATCH, SALIENCY_LEVEL,
+                                           SALIENCY_SIGMA, blur_images, blur_summary, blur_sweep,
+                                           blurred_spectra, class_logits, classification_report,
+                                           confusion_matrix, gaussian_transfer, occlusion_maps,
+                                           raw_saliency, saliency_maps, saliency_region)
+from tfastro.turbulence.figures import (CONFUSION_SIZE, plot_blur_sweep, plot_blurred_spectra,
+                                        plot_confusion_matrix, plot_mapping, plot_occlusion,
+                                        plot_saliency)
+from tfastro.turbulence.io import (CLASS_LABELS, CODE_UNITS, FIELDS, TURBULENCE_CLASSES,
+                                   athdf_variables, athena_fields, athena_to_fits, class_files,
+                                   fits_units, read_athdf, read_fits_cube, resample_cube,
+                                   write_fits_cubes)
+from tfastro.turbulence.model import (CLASSIFIER_BATCH_SIZE, DEFAULT_SSIM_ALPHA, SSIM_ALPHAS,
+                                      UNET_BATCH_SIZE, SSIMMSELoss, TilePreprocessing, adamw,
+                                      apply_to_cube, compile_classifier, compile_unet,
+                                      early_stopping, ssim_mse_loss, turbulence_classifier,
+                                      turbulence_unet)
+from tfastro.turbulence.synthetic import (E_B0, E_C0, NOISE, RHO0, SIGMA_LN_RHO, SYNTHETIC_CLASSES,
+                                          SYNTHETIC_UNITS, SyntheticClass, class_gaussian_field,
+                                          planted_spectrum, snapshot_path, synthetic_snapshot,
+                                          write_synthetic_turbulence)
 
 __all__ = ["TURBULENCE_CLASSES", "CLASS_LABELS", "FIELDS", "CODE_UNITS", "athdf_variables",
            "read_athdf", "athena_fields", "resample_cube", "athena_to_fits", "write_fits_cubes",
