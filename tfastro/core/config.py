@@ -75,6 +75,20 @@ def shared(default):
     return dataclasses.field(default=default, metadata={"shared": True})
 
 
+@dataclasses.dataclass
+class RunSettings:
+    """Settings every case reads, with the same defaults: what to start from, what to keep,
+    precision, distribution and seed. Each case's config dataclass inherits them."""
+    pretrained_model: str = shared("")
+    fresh_start: bool = shared(False)
+    keep_checkpoints: int = shared(5)
+    mixed_precision: str = shared("none")
+    jit_compile: bool = shared(False)
+    strategy: str = shared("default")
+    n_gpu: int = shared(0)
+    seed: int = shared(0)
+
+
 def settings(config):
     """The :class:`Setting` of every field of a config dataclass (class or instance)."""
     out = []

@@ -1,12 +1,12 @@
 """Settings of a dm2gal run (run.py --model_name dm2gal)."""
 import dataclasses
 
-from tfastro.core.config import check_settings, need, need_positive, setting, shared
+from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
-class DM2GalConfig:
+class DM2GalConfig(RunSettings):
     """Settings of a dm2gal run (run.py --model_name dm2gal)."""
     is_training: bool = shared(True)
     dataset_name: str = setting("tng", "Dataset kind: 'tng' (IllustrisTNG snapshots and group "
@@ -47,14 +47,6 @@ class DM2GalConfig:
     snapshot_interval: int = shared(1000)
     save_dir: str = shared("checkpoints/dm2gal")
     gen_frm_dir: str = shared("results/dm2gal")
-    pretrained_model: str = shared("")
-    fresh_start: bool = shared(False)
-    keep_checkpoints: int = shared(5)
-    mixed_precision: str = shared("none")
-    jit_compile: bool = shared(False)
-    strategy: str = shared("default")
-    n_gpu: int = shared(0)
-    seed: int = shared(0)
 
     def box(self, flag):
         """--test_region / --validation_region as a half-open (lo, hi) voxel range."""

@@ -3,12 +3,12 @@ import dataclasses
 
 import numpy as np
 
-from tfastro.core.config import check_settings, need, need_positive, setting, shared
+from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
-class MultifieldConfig:
+class MultifieldConfig(RunSettings):
     """Settings of a multifield-emulator run (run.py --model_name multifield)."""
     is_training: bool = shared(True)
     dataset_name: str = setting("cmd", "Dataset kind: 'cmd' (CAMELS multifield maps), the one "
@@ -37,9 +37,6 @@ class MultifieldConfig:
     snapshot_interval: int = shared(1000)
     save_dir: str = shared("checkpoints/multifield")
     gen_frm_dir: str = shared("results/multifield")
-    pretrained_model: str = shared("")
-    fresh_start: bool = shared(False)
-    keep_checkpoints: int = shared(5)
     generate_params: str = setting("", "With --is_training=False: parameter vectors to generate "
                                    "maps at, ';'-separated, each in --condition_params order "
                                    "(e.g. '0.3,0.8;0.4,0.9').")
@@ -48,12 +45,7 @@ class MultifieldConfig:
     regressor_steps: int = setting(1000, "Training steps of the (Omega_m, sigma_8) regressor of "
                                    "the conditioning check (--is_training=False).")
     precision: str = shared("float32")
-    mixed_precision: str = shared("none")
-    jit_compile: bool = shared(False)
-    strategy: str = shared("default")
-    n_gpu: int = shared(0)
     allow_gpu_growth: bool = shared(False)
-    seed: int = shared(0)
 
     @property
     def policy(self):

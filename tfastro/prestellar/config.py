@@ -1,11 +1,11 @@
 """Settings of a prestellar-core run (run.py --model_name prestellar)."""
 import dataclasses
 
-from tfastro.core.config import check_settings, need, need_positive, setting, shared
+from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
 
 
 @dataclasses.dataclass
-class PrestellarConfig:
+class PrestellarConfig(RunSettings):
     """Settings of a prestellar-core run (run.py --model_name prestellar)."""
     is_training: bool = shared(True)
     dataset_name: str = setting("prestellar", "Dataset kind: 'prestellar' (PPV cubes with their "
@@ -30,14 +30,6 @@ class PrestellarConfig:
     patience: int = shared(5)
     save_dir: str = shared("checkpoints/prestellar")
     gen_frm_dir: str = shared("results/prestellar")
-    pretrained_model: str = shared("")
-    fresh_start: bool = shared(False)
-    keep_checkpoints: int = shared(5)
-    mixed_precision: str = shared("none")
-    jit_compile: bool = shared(False)
-    strategy: str = shared("default")
-    n_gpu: int = shared(0)
-    seed: int = shared(0)
 
 
 def validate_config(cfg):

@@ -1,12 +1,12 @@
 """Settings of a 3D-MIM run: the original run.py's flags, names and defaults, plus tfastro's."""
 import dataclasses
 
-from tfastro.core.config import check_settings, need, need_positive, setting, shared
+from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
-class MIM3DConfig:
+class MIM3DConfig(RunSettings):
     """Settings of a 3D-MIM run (run.py --model_name mim): the original run.py's flags with
     their names and defaults, then tfastro's."""
     is_training: bool = shared(True)
@@ -25,7 +25,6 @@ class MIM3DConfig:
     img_depth: int = setting(32, "Grid size along z.")
     img_channel: int = setting(1, "Channels per voxel.")
     model_name: str = shared("mim")
-    pretrained_model: str = shared("")
     num_hidden: str = setting("64,64,64,64", "Hidden channels per layer, comma-separated.")
     filter_size: int = setting(5, "Convolution kernel size.")
     stride: int = setting(1, "Convolution stride (only 1, as in the original).")
@@ -46,19 +45,13 @@ class MIM3DConfig:
                                  "iterations.")
     snapshot_interval: int = shared(1000)
     num_save_samples: int = setting(10, "Clips whose forecasts are saved (npy, png, gif).")
-    n_gpu: int = shared(0)
     allow_gpu_growth: bool = shared(False)
     # tfastro's additions
     precision: str = shared("float32")
-    mixed_precision: str = shared("none")
-    jit_compile: bool = shared(False)
     remat: str = setting("auto", "Recompute activations in the backward pass; auto: when they "
                          "would take more than a quarter of the memory.", ("auto", "true", "false"))
     peephole: str = setting("voxel", "Peephole weights per voxel (original) or per channel (any "
                             "grid size).", ("voxel", "channel"))
-    strategy: str = shared("default")
-    fresh_start: bool = shared(False)
-    keep_checkpoints: int = shared(5)
     seed: int = setting(0, "Seed of the initial weights, shuffling and scheduled sampling.")
 
     @property

@@ -2,15 +2,15 @@
 settings both models read, and one config class per model with its own."""
 import dataclasses
 
-from tfastro.core.config import check_settings, need, need_positive, setting, shared
+from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
 from tfastro.core.errors import UserInputError
 
 
 @dataclasses.dataclass
-class TurbulenceConfig:
+class TurbulenceConfig(RunSettings):
     """The settings both turbulence models read; a run takes a :class:`TurbulenceCNNConfig` or
     a :class:`TurbulenceUNetConfig`."""
-    model_name: str
+    model_name: str = shared("")  # each model's class sets its name
     is_training: bool = shared(True)
     dataset_name: str = setting("turbulence", "Dataset kind: 'turbulence' (turbulent-gas "
                                 "snapshot FITS cubes), the one both models read.")
@@ -27,14 +27,6 @@ class TurbulenceConfig:
     patience: int = shared(5)
     save_dir: str = shared("checkpoints/turbulence")
     gen_frm_dir: str = shared("results/turbulence")
-    pretrained_model: str = shared("")
-    fresh_start: bool = shared(False)
-    keep_checkpoints: int = shared(5)
-    mixed_precision: str = shared("none")
-    jit_compile: bool = shared(False)
-    strategy: str = shared("default")
-    n_gpu: int = shared(0)
-    seed: int = shared(0)
 
     @property
     def classes(self):
