@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tfastro"
-CASES = ("supernova", "multifield", "dm2gal", "turbulence", "prestellar")
+CASES = CASES_OF_LAYOUT = ("supernova", "multifield", "dm2gal", "turbulence", "prestellar")
 SHARED = ("fields", "core")
 ROLES = {"io", "synthetic", "pipeline", "layers", "model", "optimizers", "regressor", "hod",
          "config", "task", "evaluation", "figures"}
@@ -31,6 +31,8 @@ def packages_of(path):
 
 def test_the_tree_is_the_cases_and_the_shared_packages():
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert modules == {"__init__", "synthetic"}  # the synthetic-data command of every case
     assert packages == set(CASES) | set(SHARED)
 
 
@@ -66,3 +68,14 @@ def test_the_rules_are_checked_on_real_imports():
     # the reader sees the imports inside functions too (the tasks import lazily)
     assert "tfastro.supernova.evaluation" in " ".join(
         imported_modules(PACKAGE / "supernova" / "task.py"))
+
+
+def test_one_command_writes_every_cases_synthetic_data(tmp_path, capsys):
+    from tfastro.synthetic import CASES, main
+    assert set(CASES) == set(CASES_OF_LAYOUT)
+    assert main(["--help"]) == 0
+    assert main(["nowhere", "--out", str(tmp_path)]) == 2
+    assert "expected a case, one of supernova" in capsys.readouterr().err
+    assert main(["supernova", "--out", str(tmp_path / "sn.npz"), "--frames", "4",
+                 "--clip-length", "4", "--size", "8"]) == 0
+    assert (tmp_path / "sn.npz").exists()

@@ -188,7 +188,7 @@ def test_cli_writes_a_loadable_file_and_refuses_overwrite(tmp_path, capsys):
 
 def test_cli_default_file_via_python_m(tmp_path):
     out = tmp_path / "SampleData.npz"
-    cmd = [sys.executable, "-m", "tfastro.supernova.synthetic", "--out", str(out)]
+    cmd = [sys.executable, "-m", "tfastro.synthetic", "supernova", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr

@@ -3,7 +3,7 @@
 Modules (the same names in every case package):
 
 * ``io`` — TNG snapshots and group catalogues (HDF5) streamed into CIC mass grids, field files.
-* ``synthetic`` — synthetic TNG-layout files (``python -m tfastro.dm2gal.synthetic``).
+* ``synthetic`` — synthetic TNG-layout files (``python -m tfastro.synthetic dm2gal``).
 * ``pipeline`` — candidate centres, buffered regions, cube rotations, weighted windows in
   ``tf.data`` (TensorFlow).
 * ``model`` — the ``DM2Gal`` network and stitched inference over a region.

@@ -28,7 +28,6 @@ Files (chunks split in order; the last group-catalogue chunk is empty when ``chu
 import dataclasses
 import json
 import os
-import sys
 
 import h5py
 import numpy as np
@@ -296,10 +295,7 @@ def _add_arguments(parser):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit status (2 for bad input)."""
-    return synthetic_main("python -m tfastro.dm2gal.synthetic", 'IllustrisTNG-like snapshot and group catalogues (HDF5)', 'output directory',
-                          _add_arguments, _write, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """``python -m tfastro.synthetic dm2gal``; returns the exit status (2 for bad input)."""
+    return synthetic_main("python -m tfastro.synthetic dm2gal",
+                          "IllustrisTNG-like snapshot and group catalogues (HDF5)",
+                          "output directory", _add_arguments, _write, argv)

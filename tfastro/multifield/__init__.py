@@ -3,7 +3,7 @@
 Modules (the same names in every case package):
 
 * ``io`` — the CAMELS Multifield Dataset maps and parameters, [-1, 1] scaling, splits.
-* ``synthetic`` — synthetic maps in that layout (``python -m tfastro.multifield.synthetic``).
+* ``synthetic`` — synthetic maps in that layout (``python -m tfastro.synthetic multifield``).
 * ``pipeline`` — ``tf.data`` of augmented maps and parameters (TensorFlow).
 * ``layers``, ``model`` — FastGAN blocks, ``Generator``, ``Discriminator``, ``MultifieldGAN``.
 * ``regressor`` — the CNN regressor of (Omega_m, sigma_8) that checks the conditioning.

@@ -28,7 +28,6 @@ Seeds: map j of simulation s of a file written with ``seed`` uses the random str
 (seed, 0, s, j); map j of :func:`synthetic_maps_at` uses (seed, 1, 0, j).
 """
 import os
-import sys
 
 import numpy as np
 
@@ -256,10 +255,7 @@ def _add_arguments(parser):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit status (2 for bad input)."""
-    return synthetic_main("python -m tfastro.multifield.synthetic", 'CAMELS multifield maps (Mgas, HI, B) in the CMD layout', 'output directory',
-                          _add_arguments, _write, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """``python -m tfastro.synthetic multifield``; returns the exit status (2 for bad input)."""
+    return synthetic_main("python -m tfastro.synthetic multifield",
+                          "CAMELS multifield maps (Mgas, HI, B) in the CMD layout",
+                          "output directory", _add_arguments, _write, argv)

@@ -5,7 +5,7 @@ Modules (the same names in every case package):
 
 * ``io`` — ``prestellar.h5`` and per-core FITS files.
 * ``synthetic`` — synthetic Plummer cores and their optically thin PPV observation
-  (``python -m tfastro.prestellar.synthetic``).
+  (``python -m tfastro.synthetic prestellar``).
 * ``pipeline`` — ``tf.data`` of whole cubes or windows (TensorFlow).
 * ``model`` — ``ColumnNet`` (with its normalisation), windowed scanning, MC dropout.
 * ``config``, ``task`` — ``run.py --model_name prestellar``.

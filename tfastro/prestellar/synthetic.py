@@ -64,7 +64,6 @@ Datasets (:func:`core_dataset`, :func:`ppv_window_dataset`)
   kept, and v_z is a scalar along it, so its values are unchanged.
 """
 import dataclasses
-import sys
 
 import numpy as np
 from scipy import special
@@ -446,10 +445,7 @@ def _add_arguments(parser):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit status (2 for bad input)."""
-    return synthetic_main("python -m tfastro.prestellar.synthetic", 'prestellar cores as PPV cubes (HDF5 + FITS)', 'output directory',
+    """``python -m tfastro.synthetic prestellar``; returns the exit status (2 for bad input)."""
+    return synthetic_main("python -m tfastro.synthetic prestellar",
+                          "prestellar cores as PPV cubes (HDF5 + FITS)", "output directory",
                           _add_arguments, _write, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

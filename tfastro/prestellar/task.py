@@ -1,6 +1,6 @@
 """Prestellar cores: the Conv3D column network from PPV cubes to 3D density and velocity.
 
-Data. ``data_dir`` holds the cores written by ``python -m tfastro.prestellar.synthetic``
+Data. ``data_dir`` holds the cores written by ``python -m tfastro.synthetic prestellar``
 (``prestellar.h5``: PPV cubes, log10 density and v_z cubes, each core's parameters; axis
 convention of :mod:`tfastro.prestellar.synthetic`). Cores are split by index: the first 80 per cent
 train, the next 10 per cent validate, the rest test. The network's normalisation (PPV divided by
@@ -56,7 +56,7 @@ def load_cores(cfg):
         cores = read_prestellar(cfg.data_dir)
     except UserInputError as err:
         raise UserInputError(f"--data_dir={cfg.data_dir!r}: {err}; `python -m "
-                             "tfastro.prestellar.synthetic --out DIR` writes synthetic "
+                             "tfastro.synthetic prestellar --out DIR` writes synthetic "
                              "cores") from None
     n = len(cores.params)
     n_train, n_valid = (int(round(f * n)) for f in SPLIT_FRACTIONS)

@@ -4,7 +4,7 @@ Modules (the same names in every case package):
 
 * ``io`` — the sn ``.npz`` file of the original 3D-MIM (frames, clips, dims).
 * ``synthetic`` — synthetic Sedov-Taylor shells in that layout
-  (``python -m tfastro.supernova.synthetic --out data/sn/SampleData.npz``).
+  (``python -m tfastro.synthetic supernova --out data/sn/SampleData.npz``).
 * ``pipeline`` — ``tf.data`` batches of clips ``(batch, time, X, Y, Z, C)`` (TensorFlow).
 * ``layers``, ``model``, ``optimizers`` — the MIM cells, the ``MIM3D`` Keras model, ``MIMAdam``.
 * ``config``, ``task`` — ``run.py --model_name mim``: training, resuming, forecasting.

@@ -37,7 +37,7 @@ Physical set-up (defaults of :class:`SNParams`)
 
 Command line (prints that the data is synthetic)::
 
-    python -m tfastro.supernova.synthetic --out data/sn/synthetic.npz \
+    python -m tfastro.synthetic supernova --out data/sn/synthetic.npz \
         [--frames 240] [--clip-length 20] [--size 32] [--seed 0] \
         [--medium turbulent|uniform] [--overwrite]
 
@@ -45,7 +45,6 @@ Command line (prints that the data is synthetic)::
 import dataclasses
 import functools
 import os
-import sys
 
 import numpy as np
 from scipy import ndimage, special
@@ -385,10 +384,7 @@ def _add_arguments(parser):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit status (2 for bad input)."""
-    return synthetic_main("python -m tfastro.supernova.synthetic", 'supernova shells in a 3D-MIM sn .npz file', 'output .npz path',
+    """``python -m tfastro.synthetic supernova``; returns the exit status (2 for bad input)."""
+    return synthetic_main("python -m tfastro.synthetic supernova",
+                          "supernova shells in a 3D-MIM sn .npz file", "output .npz path",
                           _add_arguments, _write, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

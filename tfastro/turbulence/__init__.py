@@ -3,7 +3,7 @@
 Modules (the same names in every case package):
 
 * ``io`` — Athena++ outputs to FITS cubes, class folders.
-* ``synthetic`` — five synthetic classes of FITS cubes (``python -m tfastro.turbulence.synthetic``).
+* ``synthetic`` — five synthetic classes of FITS cubes (``python -m tfastro.synthetic turbulence``).
 * ``pipeline`` — slices, buffered splits, tiles, histogram equalisation, ``tf.data``
   (TensorFlow).
 * ``model`` — ``turbulence_classifier``, ``turbulence_unet``, their losses, and

@@ -38,7 +38,6 @@ CLASSIDX, SNAPSHOT, SEED, ORIGIN and SYNTH = True (synthetic).
 """
 import dataclasses
 import os
-import sys
 
 import numpy as np
 from scipy import ndimage
@@ -198,10 +197,7 @@ def _add_arguments(parser):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit status (2 for bad input)."""
-    return synthetic_main("python -m tfastro.turbulence.synthetic", 'cosmic-ray turbulence classes as FITS cubes', 'output directory (one folder per class)',
-                          _add_arguments, _write, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """``python -m tfastro.synthetic turbulence``; returns the exit status (2 for bad input)."""
+    return synthetic_main("python -m tfastro.synthetic turbulence",
+                          "cosmic-ray turbulence classes as FITS cubes",
+                          "output directory (one folder per class)", _add_arguments, _write, argv)

@@ -54,7 +54,7 @@ def snapshot_files(cfg):
     if not os.path.isdir(cfg.data_dir):
         raise UserInputError(f"--data_dir={cfg.data_dir!r}: no such folder (expected one folder "
                              f"of FITS snapshots per class: {', '.join(cfg.classes)}); "
-                             "`python -m tfastro.turbulence.synthetic --out DIR` writes "
+                             "`python -m tfastro.synthetic turbulence --out DIR` writes "
                              "synthetic ones")
     return class_files(cfg.data_dir, cfg.classes)
 
