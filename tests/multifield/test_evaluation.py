@@ -7,14 +7,9 @@ import pytest
 from scipy import stats
 
 from tfastro.fields.random_fields import correlated_fields
-from tfastro.multifield.evaluation import (
-    amplitude_ordering,
-    cross_correlation_comparison,
-    emulator_report,
-    pdf_comparison,
-    regression_scores,
-    spectra_comparison,
-)
+from tfastro.multifield.evaluation import (amplitude_ordering, cross_correlation_comparison,
+                                           emulator_report, pdf_comparison, regression_scores,
+                                           spectra_comparison)
 
 FIELDS = ("Mgas", "HI", "B")
 BOX = 25.0

@@ -5,22 +5,11 @@ import pytest
 from tests import pngs
 from tests.pngs import image_axes
 from tfastro.core.figures import PLOT_PANEL
-from tfastro.multifield.evaluation import (
-    amplitude_ordering,
-    cross_correlation_comparison,
-    pdf_comparison,
-    regression_scores,
-    spectra_comparison,
-)
-from tfastro.multifield.figures import (
-    plot_amplitude_vs_sigma8,
-    plot_conditioning,
-    plot_cross_correlations,
-    plot_pdfs,
-    plot_spectra,
-    real_vs_generated_grid,
-    sample_grid,
-)
+from tfastro.multifield.evaluation import (amplitude_ordering, cross_correlation_comparison,
+                                           pdf_comparison, regression_scores, spectra_comparison)
+from tfastro.multifield.figures import (plot_amplitude_vs_sigma8, plot_conditioning,
+                                        plot_cross_correlations, plot_pdfs, plot_spectra,
+                                        real_vs_generated_grid, sample_grid)
 
 FIELDS = ("Mgas", "HI", "B")
 CMAPS = {"Mgas": "hot", "HI": "Greens", "B": "cividis"}

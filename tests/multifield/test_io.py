@@ -4,21 +4,10 @@ import numpy as np
 import pytest
 
 from tfastro.core.errors import UserInputError
-from tfastro.multifield.io import (
-    CMD_FIELDS,
-    LOG10_RANGES,
-    PARAM_NAMES,
-    PARAM_RANGES,
-    denormalise_maps,
-    denormalise_params,
-    map_indices,
-    maps_path,
-    normalise_maps,
-    normalise_params,
-    open_cmd,
-    params_path,
-    split_simulations,
-)
+from tfastro.multifield.io import (CMD_FIELDS, LOG10_RANGES, PARAM_NAMES, PARAM_RANGES,
+                                   denormalise_maps, denormalise_params, map_indices, maps_path,
+                                   normalise_maps, normalise_params, open_cmd, params_path,
+                                   split_simulations)
 from tfastro.multifield.pipeline import augment_maps, cmd_dataset
 
 N_SIMS, R = 3, 16

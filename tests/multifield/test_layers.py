@@ -8,20 +8,10 @@ import pytest
 import tensorflow as tf
 
 from tests.layer_testing import check_layer, randomize_weights
-from tfastro.multifield.layers import (
-    GLU,
-    ConditionProjection,
-    DownBlock,
-    SimpleDecoder,
-    SkipLayerExcitation,
-    UpBlock,
-)
-from tfastro.multifield.model import (
-    Discriminator,
-    Generator,
-    discriminator_excitations,
-    generator_excitations,
-)
+from tfastro.multifield.layers import (GLU, ConditionProjection, DownBlock, SimpleDecoder,
+                                       SkipLayerExcitation, UpBlock)
+from tfastro.multifield.model import (Discriminator, Generator, discriminator_excitations,
+                                      generator_excitations)
 
 TINY = 1 / 16  # width multiplier: 4-16 channels per feature map
 

@@ -13,14 +13,8 @@ import pytest
 import tensorflow as tf
 
 from tests.model_testing import check_model
-from tfastro.multifield.model import (
-    Discriminator,
-    Generator,
-    MultifieldGAN,
-    gradient_penalty,
-    reconstruction_targets,
-    take_quadrant,
-)
+from tfastro.multifield.model import (Discriminator, Generator, MultifieldGAN, gradient_penalty,
+                                      reconstruction_targets, take_quadrant)
 
 R, LATENT, TINY = 32, 8, 1 / 16
 

@@ -8,26 +8,11 @@ import pytest
 from tfastro.core.errors import UserInputError
 from tfastro.fields.fourier import mode_bins, wavenumbers
 from tfastro.fields.spectra import cross_spectra, power_spectrum
-from tfastro.multifield.io import (
-    BOX_SIZE,
-    CMD_FIELDS,
-    PARAM_NAMES,
-    maps_path,
-    normalise_maps,
-    normalise_params,
-    open_cmd,
-    params_path,
-)
-from tfastro.multifield.synthetic import (
-    LOG10_MEAN,
-    TRUE_CROSS_CORRELATION,
-    main,
-    spectral_index,
-    synthetic_cmd_maps,
-    synthetic_maps_at,
-    true_log_spectrum,
-    write_synthetic_cmd,
-)
+from tfastro.multifield.io import (BOX_SIZE, CMD_FIELDS, PARAM_NAMES, maps_path, normalise_maps,
+                                   normalise_params, open_cmd, params_path)
+from tfastro.multifield.synthetic import (LOG10_MEAN, TRUE_CROSS_CORRELATION, main, spectral_index,
+                                          synthetic_cmd_maps, synthetic_maps_at, true_log_spectrum,
+                                          write_synthetic_cmd)
 
 R = 32
 

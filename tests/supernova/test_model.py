@@ -11,14 +11,8 @@ import tensorflow as tf
 
 from tests import jax_backend
 from tests.model_testing import check_model
-from tfastro.supernova.model import (
-    MIM3D,
-    check_num_hidden,
-    frame_loss,
-    reshape_patch,
-    reshape_patch_back,
-    sampling_eta,
-)
+from tfastro.supernova.model import (MIM3D, check_num_hidden, frame_loss, reshape_patch,
+                                     reshape_patch_back, sampling_eta)
 from tfastro.supernova.optimizers import MIMAdam
 
 SMALL = dict(num_hidden=(2, 2), filter_size=3, input_length=1, total_length=3)

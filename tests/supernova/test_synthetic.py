@@ -12,15 +12,8 @@ from tfastro.fields.random_fields import lognormal_field
 from tfastro.supernova.evaluation import shell_mask, shell_radius
 from tfastro.supernova.synthetic import sedov_taylor_radius
 from tfastro.supernova.io import default_clips, load_sn_npz
-from tfastro.supernova.synthetic import (
-    KYR_S,
-    PC_CM,
-    SNParams,
-    blast_density,
-    lognormal_cloud,
-    main,
-    make_sn_clips,
-)
+from tfastro.supernova.synthetic import (KYR_S, PC_CM, SNParams, blast_density, lognormal_cloud,
+                                         main, make_sn_clips)
 
 PARAMS = SNParams()
 SIZE, LENGTH = 32, 20

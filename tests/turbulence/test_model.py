@@ -14,17 +14,9 @@ from tests import jax_backend
 from tests.model_testing import check_model
 from tfastro.fields.image_metrics import ssim2d
 from tfastro.fields.random_fields import gaussian_random_field
-from tfastro.turbulence.model import (
-    SSIM_ALPHAS,
-    SSIMMSELoss,
-    adamw,
-    compile_classifier,
-    compile_unet,
-    early_stopping,
-    ssim_mse_loss,
-    turbulence_classifier,
-    turbulence_unet,
-)
+from tfastro.turbulence.model import (SSIM_ALPHAS, SSIMMSELoss, adamw, compile_classifier,
+                                      compile_unet, early_stopping, ssim_mse_loss,
+                                      turbulence_classifier, turbulence_unet)
 
 
 def n_trainable(model):

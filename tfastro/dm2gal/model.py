@@ -14,13 +14,8 @@ import itertools
 import keras
 import numpy as np
 
-from tfastro.dm2gal.io import (
-    STANDARDISATION,
-    destandardise,
-    inverse_log_mass,
-    log_mass,
-    standardise,
-)
+from tfastro.dm2gal.io import (STANDARDISATION, destandardise, inverse_log_mass, log_mass,
+                               standardise)
 
 __all__ = ["DM2Gal", "INPUT_FIELDS", "TARGET_FIELD", "dm2gal_kernel_sizes", "predict_cube"]
 

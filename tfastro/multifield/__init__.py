@@ -13,91 +13,30 @@ Modules (the same names in every case package):
 
 ``pipeline`` and ``task`` are imported from their modules.
 """
-from tfastro.multifield.evaluation import (
-                                   amplitude_ordering,
-                                   checked_maps,
-                                   cross_correlation_comparison,
-                                   emulator_report,
-                                   pdf_comparison,
-                                   regression_scores,
-                                   spectra_comparison,
-)
-from tfastro.multifield.figures import (
-                                   FIELD_CMAPS,
-                                   plot_amplitude_vs_sigma8,
-                                   plot_conditioning,
-                                   plot_cross_correlations,
-                                   plot_pdfs,
-                                   plot_spectra,
-                                   real_vs_generated_grid,
-                                   sample_grid,
-)
-from tfastro.multifield.io import (
-                                   BOX_SIZE,
-                                   CMD_FIELDS,
-                                   LOG10_RANGES,
-                                   MAGNETIC_SUITE,
-                                   MAPS_PER_SIMULATION,
-                                   PARAM_NAMES,
-                                   PARAM_RANGES,
-                                   CMDMaps,
-                                   ParamRange,
-                                   check_fields,
-                                   denormalise_maps,
-                                   denormalise_params,
-                                   map_indices,
-                                   maps_path,
-                                   normalise_maps,
-                                   normalise_params,
-                                   open_cmd,
-                                   params_path,
-                                   split_simulations,
-)
-from tfastro.multifield.layers import (
-                                   GLU,
-                                   NORMS,
-                                   ConditionProjection,
-                                   DownBlock,
-                                   SimpleDecoder,
-                                   SkipLayerExcitation,
-                                   UpBlock,
-                                   adaptive_average_pool,
-)
-from tfastro.multifield.model import (
-                                   FEATURE_WIDTHS,
-                                   LOSSES,
-                                   RESOLUTIONS,
-                                   Discriminator,
-                                   Generator,
-                                   MultifieldGAN,
-                                   average_pool,
-                                   check_resolution,
-                                   default_optimizer,
-                                   discriminator_excitations,
-                                   feature_widths,
-                                   generator_excitations,
-                                   gradient_penalty,
-                                   reconstruction_loss,
-                                   reconstruction_targets,
-                                   take_quadrant,
-)
+from tfastro.multifield.evaluation import (amplitude_ordering, checked_maps,
+                                           cross_correlation_comparison, emulator_report,
+                                           pdf_comparison, regression_scores, spectra_comparison)
+from tfastro.multifield.figures import (FIELD_CMAPS, plot_amplitude_vs_sigma8, plot_conditioning,
+                                        plot_cross_correlations, plot_pdfs, plot_spectra,
+                                        real_vs_generated_grid, sample_grid)
+from tfastro.multifield.io import (BOX_SIZE, CMD_FIELDS, LOG10_RANGES, MAGNETIC_SUITE,
+                                   MAPS_PER_SIMULATION, PARAM_NAMES, PARAM_RANGES, CMDMaps,
+                                   ParamRange, check_fields, denormalise_maps, denormalise_params,
+                                   map_indices, maps_path, normalise_maps, normalise_params,
+                                   open_cmd, params_path, split_simulations)
+from tfastro.multifield.layers import (GLU, NORMS, ConditionProjection, DownBlock, SimpleDecoder,
+                                       SkipLayerExcitation, UpBlock, adaptive_average_pool)
+from tfastro.multifield.model import (FEATURE_WIDTHS, LOSSES, RESOLUTIONS, Discriminator,
+                                      Generator, MultifieldGAN, average_pool, check_resolution,
+                                      default_optimizer, discriminator_excitations, feature_widths,
+                                      generator_excitations, gradient_penalty, reconstruction_loss,
+                                      reconstruction_targets, take_quadrant)
 from tfastro.multifield.regressor import ParameterRegressor
-from tfastro.multifield.synthetic import (
-                                   AMPLITUDE,
-                                   DEFAULT_SIMULATIONS,
-                                   LOG10_MEAN,
-                                   LOG10_SCALE,
-                                   PIVOT_K,
-                                   TRUE_CROSS_CORRELATION,
-                                   cutoff_wavenumber,
-                                   gaussian_spectrum,
-                                   latin_hypercube_params,
-                                   spectral_index,
-                                   synthetic_cmd_maps,
-                                   synthetic_maps_at,
-                                   true_log_spectrum,
-                                   write_synthetic_cmd,
-)
+from tfastro.multifield.synthetic import (AMPLITUDE, DEFAULT_SIMULATIONS, LOG10_MEAN, LOG10_SCALE,
+                                          PIVOT_K, TRUE_CROSS_CORRELATION, cutoff_wavenumber,
+                                          gaussian_spectrum, latin_hypercube_params,
+                                          spectral_index, synthetic_cmd_maps, synthetic_maps_at,
+                                          true_log_spectrum, write_synthetic_cmd)
 
 __all__ = ["CMD_FIELDS", "LOG10_RANGES", "PARAM_NAMES", "PARAM_RANGES", "ParamRange",
            "MAPS_PER_SIMULATION", "BOX_SIZE", "MAGNETIC_SUITE", "check_fields", "maps_path",

@@ -17,20 +17,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfastro.multifield.io import (
-    check_fields,
-    check_param_names,
-    denormalise_maps,
-    normalise_params,
-)
-from tfastro.multifield.layers import (
-    GLU,
-    ConditionProjection,
-    DownBlock,
-    SimpleDecoder,
-    SkipLayerExcitation,
-    UpBlock,
-)
+from tfastro.multifield.io import (check_fields, check_param_names, denormalise_maps,
+                                   normalise_params)
+from tfastro.multifield.layers import (GLU, ConditionProjection, DownBlock, SimpleDecoder,
+                                       SkipLayerExcitation, UpBlock)
 
 RESOLUTIONS = (32, 64, 128, 256)
 

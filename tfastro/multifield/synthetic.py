@@ -34,18 +34,9 @@ import numpy as np
 from tfastro.core.cli import synthetic_main
 from tfastro.core.errors import UserInputError
 from tfastro.fields.random_fields import correlated_fields
-from tfastro.multifield.io import (
-    BOX_SIZE,
-    CMD_FIELDS,
-    LOG10_RANGES,
-    MAGNETIC_SUITE,
-    MAPS_PER_SIMULATION,
-    PARAM_NAMES,
-    check_fields,
-    denormalise_params,
-    maps_path,
-    params_path,
-)
+from tfastro.multifield.io import (BOX_SIZE, CMD_FIELDS, LOG10_RANGES, MAGNETIC_SUITE,
+                                   MAPS_PER_SIMULATION, PARAM_NAMES, check_fields,
+                                   denormalise_params, maps_path, params_path)
 
 __all__ = ["LOG10_MEAN", "LOG10_SCALE", "TRUE_CROSS_CORRELATION", "AMPLITUDE", "PIVOT_K",
            "DEFAULT_SIMULATIONS", "spectral_index", "cutoff_wavenumber", "gaussian_spectrum",

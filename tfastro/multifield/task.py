@@ -55,12 +55,7 @@ def open_maps(cfg):
 
 def build_gan(cfg, channels):
     """A compiled, built MultifieldGAN (both optimizers built) for ``cfg``."""
-    from tfastro.multifield.model import (
-        Discriminator,
-        Generator,
-        MultifieldGAN,
-        default_optimizer,
-    )
+    from tfastro.multifield.model import Discriminator, Generator, MultifieldGAN, default_optimizer
     dtype = None if cfg.policy == "float32" else cfg.policy
     n_params = len(cfg.param_names)
     generator = Generator(cfg.resolution, channels, cfg.latent_dim, n_params, cfg.gan_width,
@@ -148,18 +143,9 @@ def evaluate(gan, cmd, test_indices, cfg, out_dir, regressor=None, log=print):
     """Generated against real test maps at the same parameters; writes the outputs listed in
     the module docstring to ``out_dir`` and returns the evaluation dict."""
     from tfastro.multifield import figures as viz
-    from tfastro.multifield.evaluation import (
-        amplitude_ordering,
-        emulator_report,
-        regression_scores,
-    )
-    from tfastro.multifield.io import (
-        BOX_SIZE,
-        denormalise_maps,
-        denormalise_params,
-        normalise_maps,
-        normalise_params,
-    )
+    from tfastro.multifield.evaluation import amplitude_ordering, emulator_report, regression_scores
+    from tfastro.multifield.io import (BOX_SIZE, denormalise_maps, denormalise_params,
+                                       normalise_maps, normalise_params)
 
     fields, names = cmd.fields, cfg.param_names
     theta = cmd.parameters(test_indices, names)

@@ -17,46 +17,16 @@ imported from their modules.
 from tfastro.supernova.evaluation import (ForecastScores, frame_mae, frame_mse, frame_psnr,
                                          mask_iou, shell_mask, shell_radius)
 from tfastro.supernova.figures import central_slice, save_cross_sections, save_forecast_gif
-from tfastro.supernova.io import (
-                                  REQUIRED_KEYS,
-                                  SNData,
-                                  check_sn_config,
-                                  default_clips,
-                                  load_sn_npz,
-                                  save_sn_npz,
-)
-from tfastro.supernova.layers import (
-                                  MIMN3D,
-                                  MIMS3D,
-                                  PEEPHOLES,
-                                  ChannelGlorotUniform,
-                                  ConvNorm3D,
-                                  MIMBlock3D,
-                                  SpatioTemporalLSTMCell3D,
-)
-from tfastro.supernova.model import (
-                                  MIM3D,
-                                  check_num_hidden,
-                                  frame_loss,
-                                  reshape_patch,
-                                  reshape_patch_back,
-                                  sampling_eta,
-)
+from tfastro.supernova.io import (REQUIRED_KEYS, SNData, check_sn_config, default_clips,
+                                  load_sn_npz, save_sn_npz)
+from tfastro.supernova.layers import (MIMN3D, MIMS3D, PEEPHOLES, ChannelGlorotUniform, ConvNorm3D,
+                                      MIMBlock3D, SpatioTemporalLSTMCell3D)
+from tfastro.supernova.model import (MIM3D, check_num_hidden, frame_loss, reshape_patch,
+                                     reshape_patch_back, sampling_eta)
 from tfastro.supernova.optimizers import MIMAdam
-from tfastro.supernova.synthetic import (
-                                  XI_GAMMA_5_3,
-                                  sedov_taylor_radius,
-                                  KYR_S,
-                                  M_H_G,
-                                  MEDIA,
-                                  PC_CM,
-                                  SNParams,
-                                  blast_density,
-                                  lognormal_cloud,
-                                  make_sn_clips,
-                                  normalise_density,
-                                  sn_density_clips,
-)
+from tfastro.supernova.synthetic import (XI_GAMMA_5_3, sedov_taylor_radius, KYR_S, M_H_G, MEDIA,
+                                         PC_CM, SNParams, blast_density, lognormal_cloud,
+                                         make_sn_clips, normalise_density, sn_density_clips)
 
 __all__ = ["REQUIRED_KEYS", "SNData", "load_sn_npz", "check_sn_config", "default_clips",
            "save_sn_npz", "PC_CM", "KYR_S", "M_H_G", "MEDIA", "SNParams", "lognormal_cloud",

@@ -12,12 +12,7 @@ import contextlib
 import keras
 from keras import ops
 
-from tfastro.supernova.layers import (
-    MIMN3D,
-    PEEPHOLES,
-    MIMBlock3D,
-    SpatioTemporalLSTMCell3D,
-)
+from tfastro.supernova.layers import MIMN3D, PEEPHOLES, MIMBlock3D, SpatioTemporalLSTMCell3D
 
 
 def sampling_eta(iteration, start_value=1.0, changing_rate=2e-5, stop_iter=50000):
