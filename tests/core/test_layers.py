@@ -1,11 +1,15 @@
-"""TensorLayerNorm, and ConvNorm3D (convolution + tensor layer norm) with its initialiser."""
+"""TensorLayerNorm, and ConvNorm3D (convolution + tensor layer norm) with its initialiser:
+the shared layer checks and Keras' own, the formulas, the initialiser's limits and seeding."""
 import math
 from functools import partial
 
 import keras
 import numpy as np
 import pytest
+from absl.testing import parameterized
+from keras.src import testing  # Keras' own layer test case (run_layer_test)
 
+from tests import jax_backend
 from tests.layer_testing import check_layer, randomize_weights
 from tfastro.core.layers import TensorLayerNorm
 from tfastro.supernova.layers import ChannelGlorotUniform, ConvNorm3D
@@ -21,6 +25,24 @@ def test_conv_norm_passes_layer_checks(rng, tmp_path):
     x = rng.normal(size=(2, 4, 4, 4, 2))
     (y,) = check_layer(partial(ConvNorm3D, 6, 3), (x,), tmp_path)
     assert y.shape == (2, 4, 4, 4, 6)
+
+
+class KerasLayerTest(testing.TestCase):
+    """Keras' run_layer_test: build, symbolic and eager calls, serialisation, a training
+    step, and under mixed_float16 float32 weights and the output dtype compute_output_spec
+    gives."""
+
+    def tearDown(self):
+        keras.config.enable_traceback_filtering()  # setUp turned it off for the whole process
+
+    @parameterized.named_parameters(
+        ("tensor_layer_norm", TensorLayerNorm, {}, 3),
+        ("conv_norm", ConvNorm3D, {"filters": 6, "kernel_size": 3}, 6),
+        ("conv_without_norm", ConvNorm3D, {"filters": 6, "kernel_size": 3, "layer_norm": False}, 6),
+    )
+    def test_run_layer_test(self, cls, kwargs, channels_out):
+        self.run_layer_test(cls, kwargs, input_shape=(2, 4, 4, 4, 3),
+                            expected_output_shape=(2, 4, 4, 4, channels_out))
 
 
 def test_tensor_layer_norm_matches_formula(rng):
@@ -87,3 +109,38 @@ def test_conv_norm_uses_channel_glorot_by_default():
     limit = math.sqrt(6.0 / (4 + 8))
     assert np.abs(kernel).max() <= limit
     assert np.abs(kernel).max() > 0.9 * limit
+
+
+def test_unseeded_channel_glorot_uniform_draws_its_seed_when_made():
+    """Like Keras' initialisers: one instance gives the same values every call, instances
+    differ, and keras.utils.set_random_seed makes them reproducible."""
+    shape = (3, 3, 3, 4, 8)
+    keras.utils.set_random_seed(7)
+    first, second = ChannelGlorotUniform(), ChannelGlorotUniform()
+    values = np.asarray(first(shape))
+    np.testing.assert_array_equal(np.asarray(first(shape)), values)
+    assert np.abs(np.asarray(second(shape)) - values).max() > 0.01
+    keras.utils.set_random_seed(7)
+    np.testing.assert_array_equal(np.asarray(ChannelGlorotUniform()(shape)), values)
+    assert ChannelGlorotUniform().get_config() == {"seed": None}
+
+
+JAX_TRACED_INIT = """
+import json
+import jax, keras, numpy as np
+from tfastro.supernova.layers import ChannelGlorotUniform
+init = ChannelGlorotUniform()
+shape = (3, 3, 3, 4, 8)
+traced = jax.jit(lambda: init(shape))()
+print("RESULT" + json.dumps({"backend": keras.backend.backend(),
+                             "traced": np.asarray(traced).tolist(),
+                             "eager": np.asarray(init(shape)).tolist()}))
+"""
+
+
+def test_unseeded_channel_glorot_uniform_draws_inside_a_jax_trace():
+    out = jax_backend.run_on_jax(JAX_TRACED_INIT)
+    traced = np.asarray(out["traced"])
+    np.testing.assert_array_equal(traced, out["eager"])
+    limit = math.sqrt(6.0 / (4 + 8))
+    assert traced.shape == (3, 3, 3, 4, 8) and 0.9 * limit < np.abs(traced).max() <= limit

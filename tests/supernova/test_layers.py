@@ -1,10 +1,13 @@
-"""3D-MIM recurrent cells: the shared layer checks, the exactness of the known-zero shortcut,
-the MIM-N initialiser, and per-voxel vs per-channel peepholes."""
+"""3D-MIM recurrent cells: the shared layer checks and Keras' own, the exactness of the
+known-zero shortcut, the MIM-N initialiser, and per-voxel vs per-channel peepholes."""
 import itertools
 from functools import partial
 
+import keras
 import numpy as np
 import pytest
+from absl.testing import parameterized
+from keras.src import testing  # Keras' own layer test case (run_layer_test)
 
 from tests.layer_testing import check_layer, randomize_weights
 from tfastro.supernova.layers import MIMN3D, MIMS3D, MIMBlock3D, SpatioTemporalLSTMCell3D
@@ -45,6 +48,61 @@ def test_cell_passes_layer_checks(name, given, rng, tmp_path):
     assert len(outputs) == n_out
     for out in outputs:
         assert out.shape == (B,) + GRID + (N,)
+
+
+def _shapes(x_channels, *states):
+    """run_layer_test's inputs: x and the named states, as ``<name>_shape`` keywords."""
+    field = (B,) + GRID
+    return {"x_shape": field + (x_channels,), **{f"{s}_shape": field + (N,) for s in states}}
+
+
+class KerasLayerTest(testing.TestCase):
+    """Keras' run_layer_test: build from the shapes of every input (Keras' convention for
+    several inputs, ``build(x_shape, h_shape=None, ...)``), symbolic and eager calls,
+    serialisation, and under mixed_float16 float32 weights and outputs of the dtype
+    compute_output_spec gives. Its training step feeds one input, so the cells taking several
+    skip it; check_layer trains them."""
+
+    def tearDown(self):
+        keras.config.enable_traceback_filtering()  # setUp turned it off for the whole process
+
+    @parameterized.named_parameters(
+        ("stlstm", SpatioTemporalLSTMCell3D, {}, _shapes(C_IN, "h", "c", "m"), 3),
+        ("stlstm_no_states", SpatioTemporalLSTMCell3D, {}, _shapes(C_IN), 3),
+        ("mim_s_voxel", MIMS3D, {}, _shapes(C_IN, "h", "c"), 2),
+        ("mim_s_channel", MIMS3D, {"peephole": "channel"}, _shapes(C_IN, "h", "c"), 2),
+        ("mim_n_voxel", MIMN3D, {}, _shapes(N, "h", "c"), 2),
+        ("mim_n_channel", MIMN3D, {"peephole": "channel", "layer_norm": False},
+         _shapes(N, "h", "c"), 2),
+        ("block", MIMBlock3D, {}, _shapes(C_IN, "diff_h", "h", "c", "m", "s"), 4),
+        ("block_channel_first_step", MIMBlock3D, {"peephole": "channel"}, _shapes(C_IN, "m"), 4),
+    )
+    def test_run_layer_test(self, cls, kwargs, shapes, n_outputs):
+        self.run_layer_test(cls, {"num_hidden": N, "filter_size": 3, **kwargs},
+                            input_shape=shapes,
+                            expected_output_shape=((B,) + GRID + (N,),) * n_outputs,
+                            run_training_check=False)
+
+
+def test_mim_s_builds_from_the_states_when_x_is_absent(rng):
+    """Called first with x None, MIM-S builds from h (Keras passes the given inputs' shapes by
+    name) and takes x of num_hidden channels afterwards."""
+    layer = MIMS3D(N, 3, peephole="channel")
+    h, c = field(rng, N), field(rng, N)
+    layer(None, h, c)
+    assert tuple(layer.conv_x.conv.kernel.shape) == (3, 3, 3, N, 4 * N)
+    assert layer(field(rng, N), h, c)[0].shape == (B,) + GRID + (N,)
+    with pytest.raises(ValueError, match=r"state h must have num_hidden=3 channels"):
+        MIMS3D(N, 3).build(x_shape=(B,) + GRID + (C_IN,), h_shape=(B,) + GRID + (N + 1,))
+
+
+def test_mim_n_convolutions_start_from_independent_draws():
+    """conv_h and conv_x share one initialiser setting, not its draws (equal shapes here)."""
+    layer = MIMN3D(4, 3)
+    layer.build((1,) + GRID + (4,))
+    kernels = [np.asarray(conv.conv.kernel) for conv in (layer.conv_h, layer.conv_x)]
+    assert kernels[0].shape == kernels[1].shape
+    assert np.abs(kernels[0] - kernels[1]).max() > 1e-4
 
 
 @pytest.mark.parametrize("layer_norm", [True, False])

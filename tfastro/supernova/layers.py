@@ -11,6 +11,7 @@ Gate groups are split along channels in the order (i, g, f, o), or (i, g, o) for
 3D convolution followed by the optional tensor layer norm, and the original initialiser.
 """
 import math
+import random
 
 import keras
 from keras import ops
@@ -55,7 +56,14 @@ class _RecurrentCell3D(keras.layers.Layer):
         self.forget_bias = float(forget_bias)
 
     def _conv(self, groups, name, kernel_initializer=None):
-        """A ConvNorm3D giving ``groups`` gate groups of num_hidden channels."""
+        """A ConvNorm3D giving ``groups`` gate groups of num_hidden channels.
+
+        An initializer object is copied: an unseeded one draws its seed when made, so two
+        convolutions sharing one would start with equal kernels.
+        """
+        if isinstance(kernel_initializer, keras.initializers.Initializer):
+            kernel_initializer = type(kernel_initializer).from_config(
+                kernel_initializer.get_config())
         return ConvNorm3D(groups * self.num_hidden, self.filter_size, self.layer_norm,
                           kernel_initializer, dtype=self.dtype_policy, name=name)
 
@@ -63,6 +71,13 @@ class _RecurrentCell3D(keras.layers.Layer):
         """The 1x1x1 convolution of [c', m'] to num_hidden channels."""
         return keras.layers.Conv3D(self.num_hidden, 1, padding="same", dtype=self.dtype_policy,
                                    name="cell_reduce", kernel_initializer=ChannelGlorotUniform())
+
+    def _check_states(self, **shapes):
+        """Given states (``<name>_shape`` None when absent) must have num_hidden channels."""
+        for name, shape in shapes.items():
+            if shape is not None and shape[-1] != self.num_hidden:
+                raise ValueError(f"{self.name}: state {name[:-len('_shape')]} must have "
+                                 f"num_hidden={self.num_hidden} channels, got shape {tuple(shape)}")
 
     def _build_memory_cell(self, x_shape):
         """Build conv_x (on x), conv_h and conv_m (on states) and cell_reduce (on [c', m'])."""
@@ -96,7 +111,8 @@ class SpatioTemporalLSTMCell3D(_RecurrentCell3D):
         self.conv_x = self._conv(4, "input_to_state")
         self.cell_reduce = self._cell_reduce()
 
-    def build(self, x_shape):
+    def build(self, x_shape, h_shape=None, c_shape=None, m_shape=None):
+        self._check_states(h_shape=h_shape, c_shape=c_shape, m_shape=m_shape)
         self._build_memory_cell(x_shape)
 
     def call(self, x, h=None, c=None, m=None):
@@ -129,7 +145,9 @@ class MIMS3D(_RecurrentCell3D):
 
     Peephole weights w are per voxel, shape (X, Y, Z, ·) as in the original (``peephole=
     "voxel"``, ties the layer to one grid size), or per channel (``"channel"``, any grid).
-    With every input ``None`` the outputs carry no batch axis (they broadcast).
+    With every input ``None`` the outputs carry no batch axis (they broadcast). Built
+    without the shape of x (x ``None`` at the first call), x is taken to have num_hidden
+    channels, as in 3D-MIM where it is a difference of hidden states.
     """
 
     def __init__(self, num_hidden, filter_size=5, layer_norm=True, forget_bias=1.0,
@@ -139,11 +157,16 @@ class MIMS3D(_RecurrentCell3D):
         self.conv_h = self._conv(4, "state_to_state", kernel_initializer)
         self.conv_x = self._conv(4, "input_to_state", kernel_initializer)
 
-    def build(self, x_shape):
+    def build(self, x_shape=None, h_shape=None, c_shape=None):
         n = self.num_hidden
-        self.conv_x.build(x_shape)
-        self.conv_h.build(tuple(x_shape[:-1]) + (n,))
-        grid = tuple(x_shape[1:4]) if self.peephole == "voxel" else ()
+        self._check_states(h_shape=h_shape, c_shape=c_shape)
+        field = next((s for s in (x_shape, h_shape, c_shape) if s is not None), None)
+        if field is None:
+            raise ValueError(f"{self.name}: build needs the shape of x, h or c")
+        state = tuple(field[:-1]) + (n,)
+        self.conv_x.build(state if x_shape is None else x_shape)
+        self.conv_h.build(state)
+        grid = tuple(state[1:4]) if self.peephole == "voxel" else ()
         self.c_t_weight = self.add_weight(name="c_t_weight", shape=grid + (2 * n,),
                                           initializer="glorot_uniform")
         self.oc_weight = self.add_weight(name="oc_weight", shape=grid + (n,),
@@ -154,16 +177,18 @@ class MIMS3D(_RecurrentCell3D):
         n = self.num_hidden
         i_h, g_h, f_h, o_h = ops.split(_response(self.conv_h, h), 4, axis=-1)
         i_x, g_x, f_x, o_x = ops.split(_response(self.conv_x, x), 4, axis=-1)
+        c_t_weight, oc_weight = (ops.cast(w, self.compute_dtype)
+                                 for w in (self.c_t_weight, self.oc_weight))
         i, f = i_h + i_x, f_h + f_x
         if c is not None:
-            i = i + c * self.c_t_weight[..., :n]
-            f = f + c * self.c_t_weight[..., n:]
+            i = i + c * c_t_weight[..., :n]
+            f = f + c * c_t_weight[..., n:]
         i = ops.sigmoid(i)
         f = ops.sigmoid(f + self.forget_bias)
         c_new = i * ops.tanh(g_h + g_x)
         if c is not None:
             c_new = f * c + c_new
-        h_new = ops.sigmoid(o_h + o_x + c_new * self.oc_weight) * ops.tanh(c_new)
+        h_new = ops.sigmoid(o_h + o_x + c_new * oc_weight) * ops.tanh(c_new)
         return h_new, c_new
 
     def get_config(self):
@@ -212,7 +237,10 @@ class MIMBlock3D(_RecurrentCell3D):
                             dtype=self.dtype_policy, name="mim_s")
         self.cell_reduce = self._cell_reduce()
 
-    def build(self, x_shape):
+    def build(self, x_shape, diff_h_shape=None, h_shape=None, c_shape=None, m_shape=None,
+              s_shape=None):
+        self._check_states(diff_h_shape=diff_h_shape, h_shape=h_shape, c_shape=c_shape,
+                           m_shape=m_shape, s_shape=s_shape)
         self._build_memory_cell(x_shape)
         self.mim_s.build(tuple(x_shape[:-1]) + (self.num_hidden,))
 
@@ -247,10 +275,14 @@ class ChannelGlorotUniform(keras.initializers.Initializer):
 
     def __init__(self, seed=None):
         self.seed = seed
+        # As Keras' random initialisers: without a seed one is drawn now (from Python's
+        # random, which keras.utils.set_random_seed seeds), so that the draw needs no random
+        # state and runs inside a traced (JAX) function; every call gives the same values.
+        self._draw_seed = random.randint(1, 10**9) if seed is None else seed
 
     def __call__(self, shape, dtype=None):
         limit = math.sqrt(6.0 / (shape[-2] + shape[-1]))
-        return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=self.seed)
+        return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=self._draw_seed)
 
     def get_config(self):
         return {"seed": self.seed}
