@@ -1,9 +1,11 @@
-"""MIMAdam: the documented update and weight EMA against numpy, the EMA swap, saved state."""
+"""MIMAdam: the documented update and weight EMA against numpy, the EMA swap, saved state,
+and training on the JAX backend."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import jax_backend
 from tfastro.supernova.optimizers import MIMAdam
 
 A = np.array([1.0, 4.0, 0.25])  # curvatures of the quadratic 0.5 * sum(A (w - B)^2)
@@ -105,3 +107,60 @@ def test_optimizer_state_survives_keras_save_and_load(rng, tmp_path):
         m.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7, err_msg=a.name)
+
+
+def test_averages_start_at_the_weights_when_built_inside_a_traced_step(rng):
+    """fit on TensorFlow builds the optimizer inside the traced step: the averages still start
+    at the weights, and graph training equals eager training."""
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = rng.normal(size=(8, 2)).astype("float32")
+    runs = []
+    for eagerly in (True, False):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(optimizer=MIMAdam(learning_rate=0.05, ema_decay=0.5), loss="mse",
+                      run_eagerly=eagerly)
+        initial = model.get_weights()
+        model.train_on_batch(x, y)
+        # step 1: decay min(0.5, 2/11); the average moved from the initial weights
+        d = 2.0 / 11.0
+        for average, w0, w1 in zip([model.optimizer.ema_of(v) for v in model.trainable_variables],
+                                   initial, model.get_weights()):
+            np.testing.assert_allclose(np.asarray(average), d * w0 + (1 - d) * w1, rtol=1e-5,
+                                       atol=1e-6)
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+        runs.append([np.asarray(v) for v in model.optimizer.variables])
+    for eager, graph in zip(*runs):
+        np.testing.assert_allclose(graph, eager, rtol=1e-5, atol=1e-6)
+
+
+JAX_FIT = """
+import json, sys
+import keras, numpy as np
+from tfastro.supernova.optimizers import MIMAdam
+data = np.load(sys.argv[1])
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+model.set_weights([data["kernel"], data["bias"]])
+# built here, the averages start as copies of the weights; the compiled step donates both
+model.compile(optimizer=MIMAdam(learning_rate=0.05, ema_decay=0.5), loss="mse", jit_compile=True)
+model.fit(data["x"], data["y"], batch_size=4, epochs=2, verbose=0, shuffle=False)
+variables = [np.asarray(v).tolist() for v in model.optimizer.variables]
+print("RESULT" + json.dumps({"backend": keras.backend.backend(), "variables": variables}))
+"""
+
+
+def test_jax_training_equals_tensorflow(rng, tmp_path):
+    """On JAX (a compiled step donating its state) MIMAdam takes TensorFlow's steps: the same
+    weights, moments and averages from the same initial weights and data."""
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = rng.normal(size=(8, 2)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=MIMAdam(learning_rate=0.05, ema_decay=0.5), loss="mse")
+    kernel, bias = model.get_weights()
+    np.savez(tmp_path / "data.npz", x=x, y=y, kernel=kernel, bias=bias)
+    out = jax_backend.run_on_jax(JAX_FIT, tmp_path / "data.npz")
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+    assert int(model.optimizer.iterations.numpy()) == 4
+    assert len(out["variables"]) == len(model.optimizer.variables)
+    for got, v in zip(out["variables"], model.optimizer.variables):
+        np.testing.assert_allclose(got, np.asarray(v), rtol=1e-5, atol=1e-6, err_msg=v.name)

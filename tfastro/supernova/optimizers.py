@@ -35,9 +35,12 @@ class MIMAdam(keras.optimizers.Optimizer):
         super().build(var_list)
         self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
         self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
-        self._averages = [self.add_variable_from_reference(v, "ema") for v in var_list]
-        for average, var in zip(self._averages, var_list):
-            average.assign(var)
+        # The averages start as copies of the weights, made by their initialisers: assigned
+        # after creation, inside a traced TensorFlow step (fit builds the optimizer there),
+        # they stayed zero; and on JAX an assigned array is shared, so a compiled step
+        # donating the state would donate one buffer twice.
+        self._averages = [self.add_variable_from_reference(
+            v, "ema", initializer=lambda shape, dtype, v=v: ops.copy(v.value)) for v in var_list]
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
