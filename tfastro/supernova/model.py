@@ -8,11 +8,14 @@ returns the predictions of frames 1 .. T-1, (B, T-1, X, Y, Z, C).
 Folding p x p x p blocks of voxels into channels (3D-MIM's ``reshape_patch``) and back.
 """
 import contextlib
+import sys
 
 import keras
 from keras import ops
 
+from tfastro.core.precision import base_optimizer
 from tfastro.supernova.layers import MIMN3D, PEEPHOLES, MIMBlock3D, SpatioTemporalLSTMCell3D
+from tfastro.supernova.optimizers import MIMAdam
 
 
 def sampling_eta(iteration, start_value=1.0, changing_rate=2e-5, stop_iter=50000):
@@ -24,6 +27,28 @@ def sampling_eta(iteration, start_value=1.0, changing_rate=2e-5, stop_iter=50000
     iteration = ops.cast(iteration, "float32")
     eta = ops.maximum(start_value - changing_rate * iteration, 0.0)
     return ops.where(iteration < stop_iter, eta, 0.0)
+
+
+def _hash32(x):
+    """C. Wellons' lowbias32 integer hash of the uint32 tensor ``x``, elementwise."""
+    for shift, multiplier in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x = ops.bitwise_xor(x, ops.right_shift(x, shift))
+        x = ops.multiply(x, ops.convert_to_tensor(multiplier, "uint32"))
+    return ops.bitwise_xor(x, ops.right_shift(x, 16))
+
+
+def sampling_draws(seed, iteration, batch, steps):
+    """The scheduled-sampling draws of training iteration ``iteration``: (batch, steps)
+    float32, uniform in [0, 1) in steps of 2^-24.
+
+    Stateless, keyed on (seed, iteration) alone, so a resumed run repeats them: draw (b, j)
+    is the top 24 bits of hash(b * steps + j + hash(iteration + hash(seed))) (uint32
+    arithmetic, ``_hash32``), the same bits on every backend.
+    """
+    key = _hash32(ops.cast(iteration, "uint32")
+                  + _hash32(ops.convert_to_tensor(int(seed) % 2**32, "uint32")))
+    counter = ops.cast(ops.reshape(ops.arange(batch * steps), (batch, steps)), "uint32")
+    return ops.cast(ops.right_shift(_hash32(counter + key), 8), "float32") * 2.0**-24
 
 
 def frame_loss(true_frames, pred_frames):
@@ -53,6 +78,23 @@ def check_num_hidden(num_hidden):
     return values
 
 
+def _compiled(function):
+    """``function`` traced into one program of the backend (jax.jit or tf.function)."""
+    if keras.backend.backend() == "jax":
+        import jax
+        return jax.jit(function)
+    import tensorflow as tf
+    return tf.function(function, reduce_retracing=True)
+
+
+def _check_no_tf_strategy():
+    """tf.distribute strategies only distribute TensorFlow variables: refuse one elsewhere."""
+    tf = sys.modules.get("tensorflow")  # no strategy can be active where TF is not imported
+    if keras.backend.backend() != "tensorflow" and tf is not None and tf.distribute.has_strategy():
+        raise ValueError(f"MIM3D: tf.distribute strategies need the TensorFlow backend "
+                         f"(KERAS_BACKEND=tensorflow), not {keras.backend.backend()}")
+
+
 @keras.saving.register_keras_serializable(package="tfastro")
 class MIM3D(keras.Model):
     """3D-MIM: ST-LSTM first layer, then MIM blocks fed by MIM-N difference modules.
@@ -75,7 +117,28 @@ class MIM3D(keras.Model):
     ``call(frames, sampling_mask=None)``: frames (B, T, X, Y, Z, C) with T >= input_length
     (>= total_length when a mask is given); sampling_mask (B, total_length-input_length-1),
     1 where the true frame is fed back instead of the prediction; None feeds back
-    predictions only (forecasting). Returns (B, total_length-1, X, Y, Z, C).
+    predictions only (forecasting). Returns (B, total_length-1, X, Y, Z, C) float32, also
+    under a mixed precision policy. Clips of another layout (no time axis, channels first,
+    another grid or channel count than the model was built for, too few frames) raise a
+    one-line ValueError naming the expected shape.
+
+    Training: ``fit`` takes clips of total_length frames and no targets. Each iteration
+    advances the ``iteration`` counter and ``sampling_eta``, draws the feedback mask
+    (``sampling_draws`` < eta) and takes one optimizer update on each view of the batch:
+    the clip, then with ``reverse_input`` the time-reversed clip, then with ``reverse_img``
+    the z-flipped clip, each from the weights the previous one left. The loss is the
+    original's (``frame_loss``): MIM3D trains with it alone, and ``compile`` refuses any
+    other ``loss``. Logs: ``loss`` (the views' mean loss, averaged over the epoch),
+    ``iteration_loss`` and ``sampling_eta`` (of the iteration) and the compiled ``metrics``,
+    which compare the true frames 1..T-1 with the predictions (in training, those of the
+    clip under scheduled sampling). ``evaluate`` and ``fit(validation_data=...)`` score the
+    forecast without feedback of true frames (``call`` without mask) with the same loss and
+    metrics. ``forecast(context, n_frames)`` forecasts with the optimizer's weight average.
+
+    Backends: TensorFlow and JAX (Keras' stateless ``train_step(state, data)`` there); the
+    time loop is a bounded while loop on TensorFlow (XLA differentiates it) and a scan on
+    JAX. Distributed training with tf.distribute strategies is TensorFlow-only: building or
+    training under one on another backend raises ValueError.
     """
 
     def __init__(self, num_hidden=(64, 64, 64, 64), filter_size=5, patch_size=1,
@@ -110,12 +173,18 @@ class MIM3D(keras.Model):
                        for i in range(1, len(n))]
         self.mim_n = [MIMN3D(n[i], k, ln, peephole=peephole, dtype=dt, name=f"stlstm_diff{i}")
                       for i in range(1, len(n))]
+        self._frame_shape = None  # (X, Y, Z, C) of the clips the model is built for
+        self._forecasters = {}  # compiled forecasts by number of steps
 
     def build(self, input_shape):
+        _check_no_tf_strategy()
+        self._check_clips(input_shape, self.input_length)
         p = self.patch_size
         b, _, x, y, z, c = input_shape
-        if any(d is None or d % p for d in (x, y, z)):
-            raise ValueError(f"grid {(x, y, z)} must be known and divisible by patch_size {p}")
+        if any(d is None for d in (x, y, z, c)):
+            raise ValueError(f"MIM3D is built for a known grid and channel count, got clips of "
+                             f"shape {tuple(input_shape)}")
+        self._frame_shape = (x, y, z, c)
         frame = (b, x // p, y // p, z // p, c * p ** 3)
         state = frame[:-1] + (self.num_hidden[0],)
         self.stlstm.build(frame)
@@ -132,6 +201,35 @@ class MIM3D(keras.Model):
                                             initializer=keras.initializers.Constant(
                                                 self.sampling_start_value if self.scheduled_sampling else 0.0),
                                             trainable=False, aggregation="only_first_replica")
+
+    def _check_clips(self, shape, frames, exact=False, what="clips"):
+        """Raise a one-line ValueError unless ``shape`` is that of clips this model takes:
+        (batch, T, X, Y, Z, C) with T >= ``frames`` (T == ``frames`` if ``exact``), X, Y, Z
+        divisible by patch_size and, once built, its channel count and (per-voxel
+        peepholes) its grid. Unknown (None) sizes pass."""
+        shape = tuple(shape)
+        built = self._frame_shape
+        grid = built[:3] if built and self.peephole == "voxel" else ("X", "Y", "Z")
+        wanted = (frames,) + tuple(grid) + ((built[3],) if built else ("C",))
+
+        def fits(size, want):
+            return size is None or isinstance(want, str) or size == want
+
+        ok = (len(shape) == 6 and all(map(fits, shape[2:], wanted[1:]))
+              and (shape[1] is None or shape[1] == frames or (not exact and shape[1] > frames))
+              and all(d is None or d % self.patch_size == 0 for d in shape[2:5]))
+        if ok:
+            return
+        time = f"time{'=' if exact else '>='}{frames}"
+        expected = ", ".join(["batch", time] + [str(w) for w in wanted[1:]])
+        notes = ["channels last"]
+        if self.patch_size > 1:
+            notes.append(f"X, Y, Z divisible by patch_size {self.patch_size}")
+        if built and self.peephole == "voxel" and len(shape) == 6 and shape[2:5] != built[:3]:
+            notes.append("per-voxel peephole weights fix the grid; peephole='channel' "
+                         "forecasts on any grid")
+        raise ValueError(f"MIM3D {what}: expected shape ({expected}) ({'; '.join(notes)}), "
+                         f"got {shape}")
 
     def _cell(self, layer, *args, training=False, weights=None, call=None):
         """Run ``call(*args)`` (default: the cell ``layer``), rematerialised in the backward
@@ -156,10 +254,13 @@ class MIM3D(keras.Model):
         return keras.remat(run)(*states, *[weights[id(v)] for v in variables])
 
     def call(self, frames, sampling_mask=None, training=False):
+        self._check_clips(frames.shape,
+                          self.input_length if sampling_mask is None else self.total_length)
         return self._unroll(frames, sampling_mask, training)
 
-    def _unroll(self, frames, sampling_mask=None, training=False, weights=None):
-        """The recurrence over time steps; see the class docstring for shapes.
+    def _unroll(self, frames, sampling_mask=None, training=False, weights=None, steps=None):
+        """The recurrence over ``steps`` time steps (default total_length - 1); returns the
+        predictions of frames 1..steps, float32. See the class docstring for shapes.
 
         Steps 0 and 1 (where states are still zeros and convolutions of them are skipped) run
         as Python code; the remaining steps are one symbolic loop (a while loop; on JAX a scan),
@@ -171,7 +272,7 @@ class MIM3D(keras.Model):
         (training: their gradients are taken with respect to these tensors).
         """
         frames = reshape_patch(ops.cast(frames, self.compute_dtype), self.patch_size)
-        steps = self.total_length - 1
+        steps = self.total_length - 1 if steps is None else steps
         variables = self.trainable_variables if weights is not None else []
         step_weights = {id(v): w for v, w in zip(variables, weights)} if weights is not None else None
         with (keras.StatelessScope(state_mapping=list(zip(variables, weights)))
@@ -206,16 +307,16 @@ class MIM3D(keras.Model):
                         lambda t, carry: t < steps, lambda t, carry: (t + 1, body(t, carry)),
                         (2, carry), maximum_iterations=steps - 2)
                 predictions = ops.concatenate([predictions, carry[-1]], axis=1)
-        return reshape_patch_back(predictions, self.patch_size)
+        return ops.cast(reshape_patch_back(predictions, self.patch_size), "float32")
 
     def _input_frame(self, t, frames, sampling_mask, x_gen):
         """x_t: true frame t while t < input_length, then the last prediction (or, where
         ``sampling_mask`` is 1, the true frame). ``t`` is an int or a scalar tensor."""
-        true = ops.take(frames, ops.minimum(t, frames.shape[1] - 1), axis=1)
-        if x_gen is None or self.input_length >= self.total_length - 1:
+        true = ops.take(frames, ops.minimum(t, ops.shape(frames)[1] - 1), axis=1)
+        if x_gen is None:
             return true
         fed = x_gen
-        if sampling_mask is not None:
+        if sampling_mask is not None and self.input_length < self.total_length - 1:
             w = ops.take(sampling_mask, ops.maximum(t - self.input_length, 0), axis=1)
             w = ops.cast(ops.reshape(w, (-1, 1, 1, 1, 1)), self.compute_dtype)
             fed = w * true + (1 - w) * x_gen
@@ -250,51 +351,255 @@ class MIM3D(keras.Model):
         x_gen = self.back_to_pixel(h[-1])
         return h + c + s + diff_h + diff_c + [m, x_gen]
 
-    def _train_on(self, frames, mask):
-        """One optimizer step on one view of the batch; returns its (unscaled) loss."""
-        import tensorflow as tf  # training is TensorFlow's; the forward pass runs on any backend
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            weights = [tf.identity(v.value) for v in self.trainable_variables]  # float32 reads
-            loss = frame_loss(frames, self._unroll(frames, mask, training=True, weights=weights))
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return loss
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Keras' ``compile`` without a ``loss``: MIM3D trains with its own (``frame_loss``).
 
-    def train_step(self, data):
-        import tensorflow as tf
-        frames = data[0] if isinstance(data, (tuple, list)) else data
+        ``metrics`` compare the true frames 1..T-1 of the clips with the predictions.
+        """
+        if loss is not None:
+            raise ValueError(f"MIM3D trains with its own loss (frame_loss: half the sum of "
+                             f"squares over the predicted frames, divided by the batch); "
+                             f"compile(loss={loss!r}) is refused: leave loss out")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras' own skips a model whose compile() is overridden: compile as it would
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """The compiled metrics of clips ``x`` (their true frames 1..T-1) and predictions
+        ``y_pred``; ``y`` is not used (MIM3D takes no targets)."""
+        return super().compute_metrics(x, x[:, 1:self.total_length], y_pred, sample_weight)
+
+    # --- Keras' loops: the shape of the data is checked before a step is traced, as
+    # TensorFlow traces later steps with the sizes that changed relaxed to None, where the
+    # check in ``call`` cannot see them
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_data(x, self.total_length, exact=True)
+        return super().fit(x, *args, **kwargs)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        self._check_data(x, self.total_length, exact=True)
+        return super().train_on_batch(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_data(x, self.total_length, exact=True)
+        return super().evaluate(x, *args, **kwargs)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        self._check_data(x, self.total_length, exact=True)
+        return super().test_on_batch(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x, self.input_length)
+        return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_data(x, self.input_length)
+        return super().predict_on_batch(x)
+
+    def _check_data(self, x, frames, exact=False):
+        """``_check_clips`` on clips ``x``: an array, a tensor or a tf.data.Dataset (its
+        first component); other data (generators) is checked as steps are traced."""
+        spec = getattr(x, "element_spec", None)
+        clips = keras.tree.flatten(spec)[0] if spec is not None else x
+        if hasattr(clips, "shape"):
+            self._check_clips(clips.shape, frames, exact)
+
+    # --- training and evaluation ----------------------------------------------------------
+
+    def train_step(self, *args):
+        """One training iteration (see the class docstring). TensorFlow: ``train_step(data)``
+        returns the logs; JAX: ``train_step(state, data)`` returns (logs, new state)."""
+        if keras.backend.backend() == "jax":
+            state, data = args
+            return self._run_stateless(self._train, data, state, (
+                self.trainable_variables, self.non_trainable_variables,
+                self.optimizer.variables, self.metrics_variables))
+        return self._train(*args)
+
+    def test_step(self, *args):
+        """Loss and metrics of the forecast without feedback of true frames. TensorFlow:
+        ``test_step(data)`` returns the logs; JAX: ``test_step(state, data)`` returns (logs,
+        new state)."""
+        if keras.backend.backend() == "jax":
+            state, data = args
+            return self._run_stateless(self._test, data, state, (
+                self.trainable_variables, self.non_trainable_variables, self.metrics_variables))
+        return self._test(*args)
+
+    def _run_stateless(self, step, data, state, groups):
+        """JAX: ``step(data)`` with the variable lists ``groups`` holding the values in
+        ``state`` and its updates going there; returns (logs, new state)."""
+        _check_no_tf_strategy()
+        mapping = [pair for variables, values in zip(groups, state)
+                   for pair in zip(variables, values)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = step(data)
+        return logs, tuple([scope.get_current_value(v) for v in variables] for variables in groups)
+
+    def _clips_of(self, data):
+        """The clips (B, total_length, X, Y, Z, C) of a training or validation batch."""
+        clips, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if targets is not None or sample_weight is not None:
+            raise ValueError("MIM3D learns from clips alone (the targets are their frames "
+                             "1..T-1): give fit and evaluate clips without targets or weights")
+        self._check_clips(clips.shape, self.total_length, exact=True)
+        return clips
+
+    def _train(self, data):
+        frames = self._clips_of(data)
         if not self.built:  # fit() on a fresh model: the counters below are made in build()
             self.build(frames.shape)
-        self.iteration.assign_add(1)
-        iteration = tf.identity(self.iteration.value)
+        mask, eta = self._advance_schedule(ops.shape(frames)[0])
+        views = [frames]
+        if self.reverse_input:
+            views.append(ops.flip(frames, axis=1))
+        if self.reverse_img:
+            views.append(ops.flip(frames, axis=4))
+        loss, predictions = self._update_views(views, mask)
+        logs = self._update_metrics(frames, loss, predictions)
+        return {**logs, "iteration_loss": loss, "sampling_eta": eta}
+
+    def _test(self, data):
+        frames = self._clips_of(data)
+        predictions = self(frames)
+        return self._update_metrics(frames, frame_loss(frames, predictions), predictions)
+
+    def _update_metrics(self, frames, loss, predictions):
+        """Add a batch to the loss tracker (batches weighted by their size) and the compiled
+        metrics; returns their running results."""
+        self._loss_tracker.update_state(loss, sample_weight=ops.shape(frames)[0])
+        return self.compute_metrics(frames, None, predictions)
+
+    def _advance_schedule(self, batch):
+        """Count one more iteration and set its ``sampling_eta``; returns its feedback mask
+        (batch, total_length - input_length - 1), 1 where the true frame is fed back, and eta."""
+        iteration = self.iteration.value + 1
+        self.iteration.assign(iteration)
         if self.scheduled_sampling:
             eta = sampling_eta(iteration, self.sampling_start_value, self.sampling_changing_rate,
                                self.sampling_stop_iter)
         else:
             eta = ops.zeros((), "float32")
         self.sampling_eta.assign(eta)
-        feedback_steps = self.total_length - self.input_length - 1
-        # Stateless draws keyed on (seed, iteration): a resumed run repeats them exactly.
-        draws = tf.random.stateless_uniform((ops.shape(frames)[0], feedback_steps),
-                                            seed=tf.stack([tf.constant(self.seed or 0, tf.int64), iteration]))
-        mask = ops.cast(draws < eta, "float32")
-        views = [frames]
-        if self.reverse_input:
-            views.append(ops.flip(frames, axis=1))
-        if self.reverse_img:
-            views.append(ops.flip(frames, axis=4))
-        if len(views) > 1 and not tf.distribute.has_strategy():
-            # One traced view step run len(views) times: the graph (about 0.6 GB of memory for
-            # run.sh's model) is not duplicated. Under a tf.distribute strategy the update's
-            # gradient all-reduce may not sit inside a loop, so there the views are unrolled.
-            n_views, stacked = len(views), ops.stack(views)
-            loss = ops.fori_loop(0, n_views, lambda i, total: total + self._train_on(stacked[i], mask),
-                                 ops.zeros((), "float32")) / n_views
-        else:
-            loss = sum(self._train_on(v, mask) for v in views) / len(views)
-        return {"loss": loss, "eta": eta}
+        draws = sampling_draws(self.seed or 0, iteration, batch,
+                               self.total_length - self.input_length - 1)
+        return ops.cast(draws < eta, "float32"), eta
+
+    def _update_views(self, views, mask):
+        """One optimizer update on each view in turn, each from the weights the previous one
+        left; returns the views' mean loss and the first view's predictions."""
+        if keras.backend.backend() == "jax":
+            return self._jax_update_views(views, mask)
+        import tensorflow as tf
+        if len(views) == 1 or tf.distribute.has_strategy():
+            # under a tf.distribute strategy the update's gradient all-reduce may not sit
+            # inside a loop, so there the views are unrolled
+            results = [self._tf_update(view, mask) for view in views]
+            return sum(loss for loss, _ in results) / len(views), results[0][1]
+        # One traced view update run len(views) times: the graph (about 0.6 GB of memory for
+        # run.sh's model) is not duplicated.
+        stacked = ops.stack(views)
+
+        def body(i, carry):
+            loss, predictions = self._tf_update(stacked[i], mask)
+            return carry[0] + loss, ops.where(i == 0, predictions, carry[1])
+
+        total, first = ops.fori_loop(0, len(views), body, (
+            ops.zeros((), "float32"), ops.zeros_like(views[0][:, 1:], dtype="float32")))
+        return total / len(views), first
+
+    def _tf_update(self, frames, mask):
+        """TensorFlow: one optimizer step on one view; returns its (unscaled) loss and the
+        predictions."""
+        import tensorflow as tf
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            weights = [tf.identity(v.value) for v in self.trainable_variables]  # float32 reads
+            predictions = self._unroll(frames, mask, training=True, weights=weights)
+            loss = frame_loss(frames, predictions)
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return loss, predictions
+
+    def _jax_update_views(self, views, mask):
+        """JAX: the views' updates as one loop whose carry holds the weights and the
+        optimizer state (lax.fori_loop bodies are functions, not variable updates)."""
+        state = self.trainable_variables + self.optimizer.variables
+        stacked = ops.stack(views)
+
+        def body(i, carry):
+            values, total, first = carry
+            with keras.StatelessScope(state_mapping=list(zip(state, values))) as scope:
+                loss, predictions = self._jax_update(stacked[i], mask)
+            return ([scope.get_current_value(v) for v in state], total + loss,
+                    ops.where(i == 0, predictions, first))
+
+        values, total, first = ops.fori_loop(0, len(views), body, (
+            [v.value for v in state], ops.zeros((), "float32"),
+            ops.zeros_like(views[0][:, 1:], dtype="float32")))
+        for variable, value in zip(state, values):
+            variable.assign(value)
+        return total / len(views), first
+
+    def _jax_update(self, frames, mask):
+        """JAX: one optimizer step on one view (inside a StatelessScope); returns its
+        (unscaled) loss and the predictions."""
+        import jax
+
+        def scaled_loss(weights):
+            predictions = self._unroll(frames, mask, training=True, weights=weights)
+            loss = frame_loss(frames, predictions)
+            return self.optimizer.scale_loss(loss), (loss, predictions)
+
+        trainable = [v.value for v in self.trainable_variables]
+        (_, (loss, predictions)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(trainable)
+        trainable, optimizer_values = self.optimizer.stateless_apply(
+            [v.value for v in self.optimizer.variables], grads, trainable)
+        for variable, value in zip(self.trainable_variables + self.optimizer.variables,
+                                   trainable + optimizer_values):
+            variable.assign(value)
+        return loss, predictions
+
+    # --- forecasting -----------------------------------------------------------------------
+
+    def forecast(self, context, n_frames):
+        """Forecast the ``n_frames`` frames that follow ``context``, feeding back predictions.
+
+        context: (B, input_length, X, Y, Z, C), the first frames of clips (array or tensor).
+        n_frames: frames to forecast, >= 1; the model trained on total_length - input_length
+          of them, more continue the recurrence.
+        Returns (B, n_frames, X, Y, Z, C) float32 numpy array, frames input_length ..
+        input_length + n_frames - 1, also under a mixed precision policy. The weights are
+        the optimizer's moving average when it keeps one (MIMAdam, also inside a
+        LossScaleOptimizer, once built); otherwise (e.g. plain "adam", or no optimizer) the
+        model's weights. Context of another layout raises the one-line ValueError of ``call``.
+        """
+        if int(n_frames) != n_frames or n_frames < 1:
+            raise ValueError(f"MIM3D.forecast: n_frames must be a positive integer, got "
+                             f"{n_frames!r}")
+        self._check_clips(context.shape, self.input_length, exact=True, what="forecast context")
+        if not self.built:
+            self.build((None, self.total_length) + tuple(context.shape[2:]))
+        steps = self.input_length + int(n_frames) - 1
+        if steps not in self._forecasters:
+            self._forecasters[steps] = _compiled(lambda weights, context: self._unroll(
+                context, weights=weights, steps=steps)[:, self.input_length - 1:])
+        weights = [ops.convert_to_tensor(w) for w in self._forecast_weights()]
+        predictions = self._forecasters[steps](weights, ops.convert_to_tensor(context, "float32"))
+        return ops.convert_to_numpy(predictions)
+
+    def _forecast_weights(self):
+        """The trainable variables, or their moving averages where the optimizer keeps them."""
+        optimizer = base_optimizer(getattr(self, "optimizer", None))
+        if isinstance(optimizer, MIMAdam) and optimizer.built:
+            return [optimizer.ema_of(v) for v in self.trainable_variables]
+        return self.trainable_variables
 
     def get_config(self):
         return {**super().get_config(), "num_hidden": list(self.num_hidden),
@@ -314,7 +619,7 @@ def reshape_patch(frames, patch_size):
     if p == 1:
         return frames
     b, t, x, y, z, c = ops.shape(frames)
-    if x % p or y % p or z % p:
+    if any(isinstance(d, int) and d % p for d in (x, y, z)):  # a traced size is checked by call
         raise ValueError(f"grid {(x, y, z)} is not divisible by patch_size {p}")
     a = ops.reshape(frames, (b, t, x // p, p, y // p, p, z // p, p, c))
     a = ops.transpose(a, (0, 1, 2, 4, 6, 3, 5, 7, 8))

@@ -107,7 +107,6 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
 
 def forecast_and_score(model, data, cfg, out_dir, log=print):
     """Forecast every validation clip from its context with the EMA weights; score and save."""
-    from tfastro.core.precision import base_optimizer
     from tfastro.supernova.evaluation import ForecastScores
     from tfastro.supernova.figures import save_cross_sections, save_forecast_gif
     from tfastro.supernova.pipeline import sn_dataset
@@ -116,22 +115,21 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     scores = ForecastScores(n_out)
     saved = 0
     dataset = sn_dataset(data, cfg.total_length, cfg.batch_size, shuffle=False)
-    with base_optimizer(model.optimizer).ema_weights(model.trainable_variables):
-        for batch in dataset:
-            clips = batch.numpy()
-            pred = np.asarray(model.predict_on_batch(clips[:, :n_in]), dtype=np.float32)[:, n_in - 1:]
-            scores.update(clips[:, n_in:], pred, clips[:, 0])
-            for clip, forecast in zip(clips, pred):
-                if saved >= cfg.num_save_samples:
-                    break
-                saved += 1
-                sample_dir = os.path.join(out_dir, str(saved))
-                os.makedirs(sample_dir, exist_ok=True)
-                np.save(os.path.join(sample_dir, "gt.npy"), clip)
-                np.save(os.path.join(sample_dir, "pd.npy"), forecast)
-                save_cross_sections(clip, forecast, sample_dir)
-                save_forecast_gif(clip[n_in:], np.clip(forecast, 0, 1),
-                                  os.path.join(sample_dir, "forecast.gif"))
+    for batch in dataset:
+        clips = batch.numpy()
+        pred = model.forecast(clips[:, :n_in], n_out)
+        scores.update(clips[:, n_in:], pred, clips[:, 0])
+        for clip, forecast in zip(clips, pred):
+            if saved >= cfg.num_save_samples:
+                break
+            saved += 1
+            sample_dir = os.path.join(out_dir, str(saved))
+            os.makedirs(sample_dir, exist_ok=True)
+            np.save(os.path.join(sample_dir, "gt.npy"), clip)
+            np.save(os.path.join(sample_dir, "pd.npy"), forecast)
+            save_cross_sections(clip, forecast, sample_dir)
+            save_forecast_gif(clip[n_in:], np.clip(forecast, 0, 1),
+                              os.path.join(sample_dir, "forecast.gif"))
     result = scores.result()
     result["iteration"] = int(model.iteration.numpy())
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
@@ -192,7 +190,8 @@ def train(cfg, log=print):
     return train_iterations(
         cfg, strategy, lambda: build_model(cfg),
         lambda model, path, flag: restore(model, path, cfg.grid + (cfg.img_channel,), flag),
-        dataset, describe, display=lambda logs, steps: f"\ntraining loss: {float(logs['loss'])}",
+        dataset, describe,
+        display=lambda logs, steps: f"\ntraining loss: {float(logs['iteration_loss'])}",
         iterations_of=lambda model: int(model.iteration.numpy()),
         test=lambda model, out_dir: forecast_and_score(model, valid_data, cfg, out_dir, log),
         log=log)
