@@ -1,7 +1,8 @@
 """ColumnNet: shapes and parameter count against the layer formulas, the local receptive field
 and the global context (perturbations far away, a planted global target), the windowed scanner
-against one-pass prediction (edges included), Monte-Carlo dropout, fitting, the model checks
-(saving, resuming, mixed precision), JAX."""
+against one-pass prediction (edges included), Monte-Carlo dropout, fitting, its own compile
+(the MSE of standardised targets), the model checks (saving, resuming, mixed precision, the
+Keras workflow) on TensorFlow and JAX, the same loss curve on both, JAX."""
 import keras
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import pytest
 import tfastro.prestellar.model as column
 from tests import jax_backend
 from tests.model_testing import check_model
-from tfastro.prestellar.model import ColumnNet, mc_dropout_predict, scan_predict
+from tfastro.prestellar.model import (ColumnNet, mc_dropout_predict, scan_predict,
+                                      training_normalisation)
 
 
 def n_trainable(model):
@@ -268,11 +270,29 @@ def test_bad_arguments_are_rejected():
 
 
 def small_compiled_net():
-    """A small compiled ColumnNet with dropout 0.2 (seeded), unbuilt."""
+    """A small ColumnNet with dropout 0.2 (seeded), unbuilt, compiled with its own defaults."""
     model = ColumnNet(8, 16, width=4, depth=2, spectral_kernel=5, context_units=6, hidden=12,
                       dropout=0.2, seed=5)
-    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.compile()
     return model
+
+
+def check_batch():
+    """(PPV cubes (4, 13, 11, 16, 1), columns (4, 13, 11, 8, 2)) of the model checks."""
+    return random_cubes((4, 13, 11, 16, 1), 10), random_cubes((4, 13, 11, 8, 2), 11)
+
+
+def test_compile_defaults_to_adam_and_the_mse_of_standardised_targets():
+    x, y = check_batch()
+    y = y * [3.0, 0.5] + [-1.0, 0.2]  # physical columns: log10 density, v_z
+    model = ColumnNet(8, 16, width=4, depth=2, spectral_kernel=5, dropout=0.0,
+                      ppv_scale=2.0, target_mean=(-1.0, 0.2), target_std=(3.0, 0.5))
+    model.compile()
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    standardised_error = (model.predict(x, verbose=0) - y) / [3.0, 0.5]
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), np.mean(standardised_error**2),
+                               rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -290,9 +310,9 @@ def saved(tmp_path_factory):
 
 
 def test_model_checks(tmp_path):
-    x = random_cubes((4, 13, 11, 16, 1), 10)
-    checked = check_model(small_compiled_net, x, random_cubes((4, 13, 11, 8, 2), 11),
-                          tmp_path=tmp_path)
+    x, y = check_batch()
+    checked = check_model(small_compiled_net, x, y, tmp_path=tmp_path)
+    assert isinstance(checked.loaded.loss, keras.losses.MeanSquaredError)
     # the original and the loaded copy end with the same weights: the same Monte-Carlo spread
     np.testing.assert_array_equal(mc_dropout_predict(checked.loaded, x[:1], 3, seed=1)[1],
                                   mc_dropout_predict(checked.model, x[:1], 3, seed=1)[1])
@@ -338,3 +358,62 @@ def test_saved_model_samples_and_trains_on_the_jax_backend(saved):
     std_tf = mc_dropout_predict(model, np.load(directory / "ppv.npy"), 2, seed=1)[1]
     assert 0.3 < np.mean(out["mc_std"]) / np.mean(std_tf) < 3
     assert np.isfinite(out["loss"]).all() and out["loss"][1] < out["loss"][0]
+
+
+def loss_curve(directory):
+    """The losses of 4 Adam steps (lr 1e-2, the model's own loss) on the batch in batch.npz
+    from the ColumnNet in initial.keras (no dropout: no randomness)."""
+    model = keras.saving.load_model(directory / "initial.keras")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    data = np.load(directory / "batch.npz")
+    return model.fit(data["x"], data["y"], batch_size=4, epochs=4, shuffle=False,
+                     verbose=0).history["loss"]
+
+
+CHECKS_ON_JAX = """
+import json, pathlib, sys, traceback
+import jax, keras, numpy as np
+from tests.model_testing import check_model
+from tests.prestellar.test_model import check_batch, loss_curve, small_compiled_net
+directory = pathlib.Path(sys.argv[1])
+jax.config.update("jax_compilation_cache_dir", str(directory / "jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+try:
+    check_model(small_compiled_net, *check_batch(), tmp_path=directory / "checks")
+    checks = "passed"
+except Exception:
+    checks = traceback.format_exc()
+print("RESULT" + json.dumps({"backend": keras.backend.backend(), "checks": checks,
+                             "loss_curve": loss_curve(directory)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def on_jax(tmp_path_factory):
+    """The model checks and the loss curve run on the JAX backend (one subprocess), from the
+    initial weights and batch saved here (the local toy, targets scaled to physical-like
+    columns, the model normalised by them); returns (its result, the directory)."""
+    directory = tmp_path_factory.mktemp("prestellar_jax")
+    x, y = local_toy(4, 3)
+    y = y * [3.0, 0.5] + [-1.0, 0.2]
+    keras.utils.set_random_seed(1)
+    model = ColumnNet(8, 8, width=4, depth=2, spectral_kernel=3, context_units=6, hidden=12,
+                      dropout=0.0, **training_normalisation(x[..., 0], y))
+    model.build(x.shape)
+    model.save(directory / "initial.keras")
+    np.savez(directory / "batch.npz", x=x, y=y)
+    (directory / "checks").mkdir()
+    return jax_backend.run_on_jax(CHECKS_ON_JAX, directory), directory
+
+
+def test_model_checks_on_jax(on_jax):
+    out, _ = on_jax
+    assert out["checks"] == "passed", out["checks"]
+
+
+def test_tensorflow_and_jax_give_the_same_loss_curve(on_jax):
+    out, directory = on_jax
+    curve = loss_curve(directory)
+    print("loss curve on TensorFlow", np.round(curve, 5), "on JAX", np.round(out["loss_curve"], 5))
+    assert np.all(np.diff(curve) < -1e-4)  # it trains, by more than the tolerance
+    np.testing.assert_allclose(out["loss_curve"], curve, rtol=1e-5)  # float32 round-off

@@ -1,12 +1,14 @@
 """Turbulence classifier and U-net: sizes against the layer formulas, PyTorch-style padding, the
 MSE + alpha (1 - SSIM) loss against image_metrics.ssim2d, AdamW against its update rule, early
-stopping's restore, planted tasks both models must learn, the model checks (saving, resuming,
-mixed precision), the JAX backend."""
+stopping's restore, planted tasks both models must learn, their own compile, the model checks
+(saving, resuming, mixed precision, the Keras workflow) on TensorFlow and JAX, the same loss
+curves on both, Keras' layer test of TilePreprocessing, the JAX backend."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras.src.testing import TestCase
 from scipy.ndimage import uniform_filter
 from scipy.stats import rankdata
 
@@ -14,9 +16,10 @@ from tests import jax_backend
 from tests.model_testing import check_model
 from tfastro.fields.image_metrics import ssim2d
 from tfastro.fields.random_fields import gaussian_random_field
-from tfastro.turbulence.model import (SSIM_ALPHAS, SSIMMSELoss, adamw, compile_classifier,
-                                      compile_unet, early_stopping, ssim_mse_loss,
-                                      turbulence_classifier, turbulence_unet)
+from tfastro.turbulence.model import (SSIM_ALPHAS, SSIMMSELoss, TilePreprocessing,
+                                      TurbulenceClassifier, TurbulenceUNet, adamw,
+                                      compile_classifier, compile_unet, early_stopping,
+                                      ssim_mse_loss, turbulence_classifier, turbulence_unet)
 
 
 def n_trainable(model):
@@ -277,10 +280,72 @@ def test_model_checks(rng, tmp_path, network):
         assert isinstance(loss, SSIMMSELoss) and loss.alpha == 0.1
 
 
+def test_compile_defaults_to_the_papers_training(rng):
+    """``compile()`` alone: AdamW with the paper's rates, cross-entropy of the logits with
+    accuracy for the classifier, MSE + 0.02 (1 - SSIM) with an MSE metric for the U-net."""
+    classifier, unet = TurbulenceClassifier(64, 3), TurbulenceUNet(16, filters=(4, 8))
+    for model, lr, decay in ((classifier, 1e-3, 1e-4), (unet, 1e-2, 1e-2)):
+        model.compile()
+        assert isinstance(model.optimizer, keras.optimizers.AdamW)
+        assert float(model.optimizer.learning_rate) == pytest.approx(lr)
+        assert model.optimizer.weight_decay == pytest.approx(decay)
+    x, labels = rng.random((4, 64, 64, 1)).astype(np.float32), np.array([0, 2, 1, 2])
+    logits = classifier.predict(x, verbose=0).astype(np.float64)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    results = classifier.evaluate(x, labels, verbose=0, return_dict=True)
+    assert results["loss"] == pytest.approx(-np.mean(log_p[np.arange(4), labels]), rel=1e-5)
+    assert results["accuracy"] == np.mean(np.argmax(logits, axis=1) == labels)
+    maps = rng.random((4, 16, 16, 1))
+    predicted = unet.predict(maps, verbose=0).astype(np.float64)
+    results = unet.evaluate(maps, maps**2, verbose=0, return_dict=True)
+    assert results["loss"] == pytest.approx(reference_loss(predicted, maps**2, 0.02), rel=1e-5)
+    assert results["mse"] == pytest.approx(np.mean((predicted - maps**2) ** 2), rel=1e-5)
+
+
+class TilePreprocessingLayerTest(TestCase):
+    """Keras' own layer test (config, saving, training, mixed precision) of the one custom
+    layer: it passes the tiles unchanged and has no weights (the project's check_layer, which
+    trains weights, does not apply)."""
+
+    def test_keras_layer_test(self):
+        tiles = keras.ops.convert_to_tensor(np.random.default_rng(0).random((2, 8, 8, 1)),
+                                            "float32")
+        for kwargs in ({"field": "density", "flattened_power": True,
+                        "class_names": ["mhd", "cr_advection"]},
+                       {"equalised": False, "target_field": "cr_energy_density"}):
+            self.run_layer_test(TilePreprocessing, init_kwargs=kwargs, input_data=tiles,
+                                expected_output=tiles,
+                                expected_num_trainable_weights=0,
+                                expected_num_non_trainable_weights=0,
+                                expected_num_seed_generators=0, expected_num_losses=0,
+                                supports_masking=False)
+
+
+def small_models():
+    """{"classifier": (64^2 tiles, 3 classes), "unet": (16^2 tiles, filters (4, 8))}, built
+    fresh by each call: the models of the checks on JAX and of the loss curves."""
+    return {"classifier": TurbulenceClassifier(64, 3), "unet": TurbulenceUNet(16, filters=(4, 8))}
+
+
+def loss_curves(directory):
+    """{network: losses of 4 steps of its own compile (AdamW at the paper's rates, its own loss)
+    on the batch in <network>.npz, from the weights in <network>.keras} (the classifier
+    without dropout, batch norm on batch statistics: no randomness)."""
+    curves = {}
+    for network in ("classifier", "unet"):
+        model = keras.saving.load_model(directory / f"{network}.keras")
+        model.compile()
+        data = np.load(directory / f"{network}.npz")
+        curves[network] = model.fit(data["x"], data["y"], batch_size=4, epochs=4, shuffle=False,
+                                    verbose=0).history["loss"]
+    return curves
+
+
 JAX_SCRIPT = """
 import json, sys
 import jax, keras, numpy as np
-from tfastro.turbulence.model import (compile_classifier, compile_unet, ssim_mse_loss, turbulence_classifier, turbulence_unet)
+from tfastro.turbulence.model import (compile_classifier, compile_unet, ssim_mse_loss,
+                                       turbulence_classifier, turbulence_unet)
 directory, full = sys.argv[1], sys.argv[2] == "full"
 x64, x32 = np.load(directory + "/x64.npy"), np.load(directory + "/x32.npy")
 load = lambda name: keras.saving.load_model(directory + "/" + name + ".keras")
@@ -327,3 +392,67 @@ def test_unet_on_the_jax_backend_matches_tensorflow_and_both_models_train(saved)
     x32 = np.load(directory / "x32.npy")
     np.testing.assert_allclose(out["unet"], models["unet"](x32), rtol=1e-4, atol=1e-5)
     assert np.isfinite(out["fits"]).all() and len(out["fits"]) == 2
+
+
+CHECKS_ON_JAX = """
+import json, pathlib, sys, traceback
+import jax, keras, numpy as np
+from tests.model_testing import check_model
+from tests.turbulence.test_model import loss_curves, small_models
+directory = pathlib.Path(sys.argv[1])
+jax.config.update("jax_compilation_cache_dir", str(directory / "jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+rng = np.random.default_rng(3)
+x16 = rng.random((8, 16, 16, 1)).astype("float32")
+batches = {"classifier": (rng.random((8, 64, 64, 1)).astype("float32"), rng.integers(0, 3, 8)),
+           "unet": (x16, x16 ** 2)}
+checks = {}
+for network, batch in batches.items():
+    def factory():
+        model = small_models()[network]
+        model.compile()
+        return model
+    try:
+        check_model(factory, *batch, tmp_path=directory / "checks")
+        checks[network] = "passed"
+    except Exception:
+        checks[network] = traceback.format_exc()
+print("RESULT" + json.dumps({"backend": keras.backend.backend(), "checks": checks,
+                             "loss_curves": loss_curves(directory)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def on_jax(tmp_path_factory):
+    """The model checks (each model compiled with its own defaults) and the loss curves run on
+    the JAX backend (one subprocess), from the initial weights and batches saved here; returns
+    (its result, the directory)."""
+    directory = tmp_path_factory.mktemp("turbulence_jax")
+    rng = np.random.default_rng(11)
+    keras.utils.set_random_seed(1)
+    models = {"classifier": TurbulenceClassifier(64, 3, dropout=0.0),
+              "unet": small_models()["unet"]}
+    tiles = rng.random((4, 16, 16, 1)).astype(np.float32)
+    batches = {"classifier": (random_tiles(4, 64, 3.0, 12), np.array([0, 1, 2, 1])),
+               "unet": (tiles, local_nonlinear_target(tiles))}
+    for network, model in models.items():
+        model.save(directory / f"{network}.keras")
+        np.savez(directory / f"{network}.npz", x=batches[network][0], y=batches[network][1])
+    (directory / "checks").mkdir()
+    return jax_backend.run_on_jax(CHECKS_ON_JAX, directory), directory
+
+
+@pytest.mark.parametrize("network", ["classifier", "unet"])
+def test_model_checks_on_jax(on_jax, network):
+    out, _ = on_jax
+    assert out["checks"][network] == "passed", out["checks"][network]
+
+
+@pytest.mark.parametrize("network", ["classifier", "unet"])
+def test_tensorflow_and_jax_give_the_same_loss_curves(on_jax, network):
+    out, directory = on_jax
+    curve = loss_curves(directory)[network]
+    print(f"{network} loss curve on TensorFlow", np.round(curve, 5), "on JAX",
+          np.round(out["loss_curves"][network], 5))
+    assert curve[-1] < 0.9 * curve[0]  # it trains
+    np.testing.assert_allclose(out["loss_curves"][network], curve, rtol=1e-4)  # float32 round-off

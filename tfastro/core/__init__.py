@@ -9,6 +9,7 @@
 * ``errors`` — ``UserInputError``, reported by run.py in one line.
 * ``symmetries`` — the flips and rotations of the augmentations.
 * ``layers`` — layers several cases use (tensor layer norm).
+* ``models`` — what the cases' models share (their own ``compile`` defaults, reloaded).
 * ``figures``, ``json_values``, ``cli`` — figure helpers, JSON of numpy values, the
   synthetic-data command line.
 """

@@ -14,6 +14,7 @@ import itertools
 import keras
 import numpy as np
 
+from tfastro.core.models import OwnCompile
 from tfastro.dm2gal.io import (STANDARDISATION, destandardise, inverse_log_mass, log_mass,
                                standardise)
 
@@ -30,6 +31,10 @@ TARGET_FIELD = "stellar"
 
 #: Stride-1 kernel sizes of the three stages of the released 65^3 model (upper bounds).
 RELEASED_KERNELS = (7, 5, 3)
+
+
+#: Adam's learning rate in the paper's training (reduced on plateau there).
+LEARNING_RATE = 1e-5
 
 
 def _stage_sizes(window, kernel_sizes):
@@ -87,7 +92,7 @@ def dm2gal_kernel_sizes(window):
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
-class DM2Gal(keras.Model):
+class DM2Gal(OwnCompile, keras.Model):
     """Valid Conv3D -> batch norm -> ReLU blocks and a dense head: window -> centre value.
 
     Blocks: 2 x (k_a, s1, ch) -> (k3, s2, 2ch) -> 2 x (k_b, s1, 2ch) -> (k3, s2, 4ch) ->
@@ -112,6 +117,16 @@ class DM2Gal(keras.Model):
 
     ``call(windows)``: ``(B, window, window, window, in_channels)`` channels-last; returns
     ``(B, 1)`` float32, the standardised target of each window's centre voxel.
+
+    ``compile()`` trains as the paper did by default: Adam (learning rate 1e-5) on the MSE of
+    the standardised centre values (the l2 term is added to it).
+
+    Example:
+
+    >>> model = DM2Gal(ch=2, window=17, hidden=8)
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))  # the MSE of its own by default
+    >>> windows = np.zeros((4, 17, 17, 17, 2), "float32")
+    >>> history = model.fit(windows, np.zeros((4, 1), "float32"), verbose=0)
     """
 
     def __init__(self, ch=64, window=65, kernel_sizes=None, hidden=256, in_channels=2, l2=0.0,
@@ -173,6 +188,13 @@ class DM2Gal(keras.Model):
         for conv, norm, relu in self.blocks:
             x = relu(norm(conv(x), training=training))
         return self.head(self.dense(self.flatten(x)))
+
+    def compile(self, optimizer="auto", loss="auto", **kwargs):
+        """``keras.Model.compile``; "auto" is the paper's choice: ``optimizer`` Adam with
+        learning rate 1e-5, ``loss`` the MSE of the standardised centre values."""
+        super().compile(
+            optimizer=keras.optimizers.Adam(LEARNING_RATE) if optimizer == "auto" else optimizer,
+            loss=keras.losses.MeanSquaredError() if loss == "auto" else loss, **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "ch": self.ch, "window": self.window,

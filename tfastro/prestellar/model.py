@@ -41,6 +41,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfastro.core.models import OwnCompile
+
 __all__ = ["ColumnNet", "training_normalisation", "scan_predict", "mc_dropout_predict",
            "N_TARGETS"]
 
@@ -51,6 +53,10 @@ N_TARGETS = 2
 
 #: ColumnNet's normalisation arguments (config entries).
 NORMALISATION = ("ppv_scale", "target_mean", "target_std")
+
+
+#: Adam's learning rate by default (the task's --lr default).
+LEARNING_RATE = 1e-3
 
 
 def _positive_int(name, value):
@@ -83,7 +89,7 @@ def training_normalisation(ppv, targets):
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
-class ColumnNet(keras.Model):
+class ColumnNet(OwnCompile, keras.Model):
     """PPV cube ``(B, Nx, Ny, Nv, C)`` -> columns ``(B, Nx, Ny, Nz, 2)`` (see the module doc).
 
     With the defaults (width 16, depth 3, kernels 3 x 3 x 7, context 32, hidden 64) the model
@@ -112,6 +118,9 @@ class ColumnNet(keras.Model):
     ``call(ppv, training=False, dropout_seed=None)``: dropout is on when ``training`` or when a
     ``keras.random.SeedGenerator`` is given as ``dropout_seed`` (Monte-Carlo sampling, which
     draws from it).
+
+    ``compile()`` trains by default with Adam (learning rate 1e-3) on the MSE of the
+    standardised targets (:meth:`compute_loss` standardises whatever loss is compiled).
     """
 
     def __init__(self, n_depth, n_channels, width=16, depth=3, spatial_kernel=3,
@@ -225,6 +234,13 @@ class ColumnNet(keras.Model):
         """``(..., 2)`` physical targets or predictions -> (t - target_mean) / target_std."""
         return (ops.cast(columns, "float32") - np.float32(self.target_mean)) / np.float32(
             self.target_std)
+
+    def compile(self, optimizer="auto", loss="auto", **kwargs):
+        """``keras.Model.compile``; "auto": ``optimizer`` Adam with learning rate 1e-3,
+        ``loss`` the MSE (of the standardised targets)."""
+        super().compile(
+            optimizer=keras.optimizers.Adam(LEARNING_RATE) if optimizer == "auto" else optimizer,
+            loss=keras.losses.MeanSquaredError() if loss == "auto" else loss, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss of the standardised targets and predictions."""

@@ -2,13 +2,15 @@
 
 Both are Keras functional models of standard layers (they save to ``.keras``, the compiled
 U-net's loss being the registered :class:`SSIMMSELoss`, and run on every Keras backend), taking
-channels-last tiles ``(B, tile, tile, C)`` of histogram-equalised maps in [0, 1]:
+channels-last tiles ``(B, tile, tile, C)`` of histogram-equalised maps in [0, 1]; ``compile()``
+gives each the paper's training:
 
-- :func:`turbulence_classifier`: density tile -> logits of the transport class
-  (0 MHD, 1 CR advection, 2 CR diffusion, 3 CR diffusion 100 kappa, 4 CR streaming);
-  cross-entropy from logits, AdamW (lr 1e-3, weight decay 1e-4), batch 64.
-- :func:`turbulence_unet`: density tile -> magnetic (or CR) energy density tile; loss
-  MSE + alpha (1 - SSIM) (:class:`SSIMMSELoss`), AdamW (lr 1e-2, weight decay 1e-2), batch 32.
+- :class:`TurbulenceClassifier` (``turbulence_classifier``): density tile -> logits of the
+  transport class (0 MHD, 1 CR advection, 2 CR diffusion, 3 CR diffusion 100 kappa, 4 CR
+  streaming); cross-entropy from logits, AdamW (lr 1e-3, weight decay 1e-4), batch 64.
+- :class:`TurbulenceUNet` (``turbulence_unet``): density tile -> magnetic (or CR) energy
+  density tile; loss MSE + alpha (1 - SSIM) (:class:`SSIMMSELoss`), AdamW (lr 1e-2, weight
+  decay 1e-2), batch 32.
 
 Layers follow PyTorch's conventions where they differ from Keras' defaults: convolutions keep
 their biases, kernels start from PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (biases from
@@ -27,9 +29,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfastro.core.models import OwnCompile
 from tfastro.fields.image_metrics import ssim2d_tensor
 
-__all__ = ["turbulence_classifier", "turbulence_unet", "TilePreprocessing", "apply_to_cube",
+__all__ = ["TurbulenceClassifier", "TurbulenceUNet", "turbulence_classifier", "turbulence_unet",
+           "TilePreprocessing", "apply_to_cube",
            "SSIMMSELoss", "ssim_mse_loss", "adamw", "compile_classifier", "compile_unet",
            "early_stopping", "SSIM_ALPHAS", "DEFAULT_SSIM_ALPHA", "CLASSIFIER_BATCH_SIZE",
            "UNET_BATCH_SIZE"]
@@ -47,6 +51,13 @@ CLASSIFIER_BATCH_SIZE = 64
 
 
 UNET_BATCH_SIZE = 32
+
+
+#: AdamW's learning rates and weight decays in the paper's classifier and U-net trainings.
+CLASSIFIER_LR, CLASSIFIER_WEIGHT_DECAY = 1e-3, 1e-4
+
+
+UNET_LR, UNET_WEIGHT_DECAY = 1e-2, 1e-2
 
 
 #: The classifier's convolutions leave a 4 x 4 feature map for an average pool.
@@ -108,10 +119,9 @@ class TilePreprocessing(keras.layers.Layer):
                 "class_names": self.class_names, "target_field": self.target_field}
 
 
-def turbulence_classifier(tile=128, n_classes=5, channels=(8, 16, 32, 64), dropout=0.25,
-                          in_channels=1, field="density", flattened_power=False,
-                          class_names=None):
-    """Strided-convolution classifier: tile -> class logits.
+@keras.saving.register_keras_serializable(package="tfastro")
+class TurbulenceClassifier(OwnCompile, keras.Model):
+    """Strided-convolution classifier: tile -> class logits (a functional model).
 
     ``len(channels)`` blocks of [zero-pad 1 -> Conv2D 3x3 stride 2 (valid) -> batch norm ->
     SiLU] halve the side each (128 -> 64 -> 32 -> 16 -> 8 for four blocks); an average pool
@@ -128,38 +138,66 @@ def turbulence_classifier(tile=128, n_classes=5, channels=(8, 16, 32, 64), dropo
       in_channels: channels of the input tiles (1: density).
       field, flattened_power, class_names: the preprocessing of the training tiles and the
         classes, recorded in the model (:class:`TilePreprocessing`).
-    Returns:
-      keras.Model ``(B, tile, tile, in_channels)`` -> ``(B, n_classes)`` float32 logits.
+
+    Call: ``(B, tile, tile, in_channels)`` tiles -> ``(B, n_classes)`` float32 logits.
+    ``compile()`` trains as the paper did by default: AdamW (lr 1e-3, weight decay 1e-4),
+    cross-entropy from the logits of integer labels ``(B,)``, accuracy.
     """
-    channels = _check_widths("channels", channels)
-    tile, n_classes = _check_positive_int("tile", tile), _check_positive_int("n_classes",
-                                                                             n_classes)
-    in_channels = _check_positive_int("in_channels", in_channels)
-    multiple = _POOLED_SIDE * 2 ** len(channels)
-    if tile % multiple:
-        raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
-                         f"{len(channels)} stride-2 convolutions and an exact average pool "
-                         f"leave a {_POOLED_SIDE} x {_POOLED_SIDE} map")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    if class_names is not None and len(class_names) != n_classes:
-        raise ValueError(f"class_names={class_names!r}: expected {n_classes} names")
-    images = keras.Input((tile, tile, in_channels), name="images")
-    x = TilePreprocessing(field, flattened_power, equalised=True, class_names=class_names,
-                          name="preprocessing")(images)
-    for i, width in enumerate(channels, start=1):
-        x = keras.layers.ZeroPadding2D(1, name=f"pad{i}")(x)
-        x = keras.layers.Conv2D(width, 3, strides=2, padding="valid",
-                                kernel_initializer=_torch_init(), name=f"conv{i}")(x)
-        x = _batch_norm(f"bn{i}")(x)
-        x = keras.layers.Activation("silu", name=f"silu{i}")(x)
-    pool = tile // multiple
-    x = keras.layers.AveragePooling2D(pool, name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(n_classes, kernel_initializer=_torch_init(), dtype="float32",
-                                name="logits")(x)
-    return keras.Model(images, logits, name="turbulence_classifier")
+
+    def __init__(self, tile=128, n_classes=5, channels=(8, 16, 32, 64), dropout=0.25,
+                 in_channels=1, field="density", flattened_power=False, class_names=None,
+                 name="turbulence_classifier", **kwargs):
+        channels = _check_widths("channels", channels)
+        tile = _check_positive_int("tile", tile)
+        n_classes = _check_positive_int("n_classes", n_classes)
+        in_channels = _check_positive_int("in_channels", in_channels)
+        multiple = _POOLED_SIDE * 2 ** len(channels)
+        if tile % multiple:
+            raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
+                             f"{len(channels)} stride-2 convolutions and an exact average pool "
+                             f"leave a {_POOLED_SIDE} x {_POOLED_SIDE} map")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if class_names is not None and len(class_names) != n_classes:
+            raise ValueError(f"class_names={class_names!r}: expected {n_classes} names")
+        images = keras.Input((tile, tile, in_channels), name="images")
+        preprocessing = TilePreprocessing(field, flattened_power, equalised=True,
+                                          class_names=class_names, name="preprocessing")
+        x = preprocessing(images)
+        for i, width in enumerate(channels, start=1):
+            x = keras.layers.ZeroPadding2D(1, name=f"pad{i}")(x)
+            x = keras.layers.Conv2D(width, 3, strides=2, padding="valid",
+                                    kernel_initializer=_torch_init(), name=f"conv{i}")(x)
+            x = _batch_norm(f"bn{i}")(x)
+            x = keras.layers.Activation("silu", name=f"silu{i}")(x)
+        x = keras.layers.AveragePooling2D(tile // multiple, name="pool")(x)
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        logits = keras.layers.Dense(n_classes, kernel_initializer=_torch_init(), dtype="float32",
+                                    name="logits")(x)
+        super().__init__(images, logits, name=name, **kwargs)
+        self.tile, self.n_classes, self.channels = tile, n_classes, channels
+        self.dropout, self.in_channels = float(dropout), in_channels
+        self.field, self.flattened_power = field, preprocessing.flattened_power
+        self.class_names = preprocessing.class_names
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """``keras.Model.compile``; "auto" is the paper's choice (see the class doc)."""
+        super().compile(
+            optimizer=adamw(CLASSIFIER_LR, CLASSIFIER_WEIGHT_DECAY) if optimizer == "auto"
+            else optimizer,
+            loss=_cross_entropy() if loss == "auto" else loss,
+            metrics=_accuracy() if metrics == "auto" else metrics, **kwargs)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "tile": self.tile,
+                "n_classes": self.n_classes, "channels": list(self.channels),
+                "dropout": self.dropout, "in_channels": self.in_channels, "field": self.field,
+                "flattened_power": self.flattened_power, "class_names": self.class_names}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 def _conv_block(x, width, name):
@@ -172,8 +210,8 @@ def _conv_block(x, width, name):
     return x
 
 
-def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channels=1,
-                    field="density", target_field="magnetic_energy_density"):
+@keras.saving.register_keras_serializable(package="tfastro")
+class TurbulenceUNet(OwnCompile, keras.Model):
     """U-net mapping one field's tile to another's (density -> magnetic or CR energy density).
 
     Encoder level l: 2 x [conv 3x3 'same' -> batch norm -> ReLU] with ``filters[l]`` channels,
@@ -188,36 +226,67 @@ def turbulence_unet(tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channe
       out_channels, in_channels: channels of the predicted and of the input maps.
       field, target_field: the input and predicted fields, recorded in the model
         (:class:`TilePreprocessing`).
-    Returns:
-      keras.Model ``(B, tile, tile, in_channels)`` -> ``(B, tile, tile, out_channels)`` float32,
-      in the normalisation of the training targets.
+
+    Call: ``(B, tile, tile, in_channels)`` -> ``(B, tile, tile, out_channels)`` float32, in the
+    normalisation of the training targets. ``compile()`` trains as the paper did by default:
+    AdamW (lr 1e-2, weight decay 1e-2), MSE + 0.02 (1 - SSIM) (:class:`SSIMMSELoss`), an MSE
+    metric.
     """
-    filters = _check_widths("filters", filters)
-    tile = _check_positive_int("tile", tile)
-    out_channels = _check_positive_int("out_channels", out_channels)
-    in_channels = _check_positive_int("in_channels", in_channels)
-    multiple = 2 ** (len(filters) - 1)
-    if tile % multiple:
-        raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
-                         f"{len(filters) - 1} max-pools of 2 divide it exactly")
-    images = keras.Input((tile, tile, in_channels), name="images")
-    skips = []
-    x = TilePreprocessing(field, equalised=False, target_field=target_field,
-                          name="preprocessing")(images)
-    for level, width in enumerate(filters[:-1], start=1):
-        x = _conv_block(x, width, f"down{level}")
-        skips.append(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, filters[-1], "bottleneck")
-    for level in range(len(filters) - 1, 0, -1):
-        width = filters[level - 1]
-        x = keras.layers.Conv2DTranspose(width, 2, strides=2, kernel_initializer=_torch_init(),
-                                         name=f"up{level}_transpose")(x)
-        x = keras.layers.Concatenate(name=f"up{level}_concat")([x, skips[level - 1]])
-        x = _conv_block(x, width, f"up{level}")
-    maps = keras.layers.Conv2D(out_channels, 1, kernel_initializer=_torch_init(), dtype="float32",
-                               name="maps")(x)
-    return keras.Model(images, maps, name="turbulence_unet")
+
+    def __init__(self, tile=128, filters=(8, 16, 32, 64), out_channels=1, in_channels=1,
+                 field="density", target_field="magnetic_energy_density",
+                 name="turbulence_unet", **kwargs):
+        filters = _check_widths("filters", filters)
+        tile = _check_positive_int("tile", tile)
+        out_channels = _check_positive_int("out_channels", out_channels)
+        in_channels = _check_positive_int("in_channels", in_channels)
+        multiple = 2 ** (len(filters) - 1)
+        if tile % multiple:
+            raise ValueError(f"tile={tile}: expected a multiple of {multiple} pixels, so that "
+                             f"{len(filters) - 1} max-pools of 2 divide it exactly")
+        images = keras.Input((tile, tile, in_channels), name="images")
+        skips = []
+        x = TilePreprocessing(field, equalised=False, target_field=target_field,
+                              name="preprocessing")(images)
+        for level, width in enumerate(filters[:-1], start=1):
+            x = _conv_block(x, width, f"down{level}")
+            skips.append(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
+        x = _conv_block(x, filters[-1], "bottleneck")
+        for level in range(len(filters) - 1, 0, -1):
+            width = filters[level - 1]
+            x = keras.layers.Conv2DTranspose(width, 2, strides=2, kernel_initializer=_torch_init(),
+                                             name=f"up{level}_transpose")(x)
+            x = keras.layers.Concatenate(name=f"up{level}_concat")([x, skips[level - 1]])
+            x = _conv_block(x, width, f"up{level}")
+        maps = keras.layers.Conv2D(out_channels, 1, kernel_initializer=_torch_init(),
+                                   dtype="float32", name="maps")(x)
+        super().__init__(images, maps, name=name, **kwargs)
+        self.tile, self.filters = tile, filters
+        self.out_channels, self.in_channels = out_channels, in_channels
+        self.field, self.target_field = field, target_field
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """``keras.Model.compile``; "auto" is the paper's choice (see the class doc)."""
+        super().compile(
+            optimizer=adamw(UNET_LR, UNET_WEIGHT_DECAY) if optimizer == "auto" else optimizer,
+            loss=ssim_mse_loss() if loss == "auto" else loss,
+            metrics=_mse_metric() if metrics == "auto" else metrics, **kwargs)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "tile": self.tile,
+                "filters": list(self.filters), "out_channels": self.out_channels,
+                "in_channels": self.in_channels, "field": self.field,
+                "target_field": self.target_field}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+#: The classifier and the U-net by the names the task, notebooks and benchmarks use.
+turbulence_classifier = TurbulenceClassifier
+turbulence_unet = TurbulenceUNet
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
@@ -259,26 +328,39 @@ def adamw(lr, weight_decay):
                                   beta_2=0.999, epsilon=1e-8)
 
 
-def compile_classifier(model, lr=1e-3, weight_decay=1e-4, **compile_kwargs):
+def _cross_entropy():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _accuracy():
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def _mse_metric():
+    return [keras.metrics.MeanSquaredError(name="mse")]
+
+
+def compile_classifier(model, lr=CLASSIFIER_LR, weight_decay=CLASSIFIER_WEIGHT_DECAY,
+                       **compile_kwargs):
     """Compile ``model`` (logits) with cross-entropy from logits, AdamW and accuracy; returns it.
 
     Labels are integer class indices (B,). ``compile_kwargs`` go to ``model.compile`` (e.g.
-    ``jit_compile``, ``steps_per_execution``).
+    ``jit_compile``, ``steps_per_execution``). Also compiles classifiers saved before they were
+    a :class:`TurbulenceClassifier`.
     """
-    model.compile(optimizer=adamw(lr, weight_decay),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    model.compile(optimizer=adamw(lr, weight_decay), loss=_cross_entropy(), metrics=_accuracy(),
                   **compile_kwargs)
     return model
 
 
-def compile_unet(model, lr=1e-2, weight_decay=1e-2, alpha=DEFAULT_SSIM_ALPHA, **compile_kwargs):
+def compile_unet(model, lr=UNET_LR, weight_decay=UNET_WEIGHT_DECAY, alpha=DEFAULT_SSIM_ALPHA,
+                 **compile_kwargs):
     """Compile ``model`` with MSE + alpha (1 - SSIM), AdamW and an MSE metric; returns it.
 
     ``compile_kwargs`` go to ``model.compile``.
     """
     model.compile(optimizer=adamw(lr, weight_decay), loss=ssim_mse_loss(alpha),
-                  metrics=[keras.metrics.MeanSquaredError(name="mse")], **compile_kwargs)
+                  metrics=_mse_metric(), **compile_kwargs)
     return model
 
 
