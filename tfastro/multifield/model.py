@@ -422,31 +422,33 @@ def counter_key(*words):
     return key
 
 
-def _bits(key, shape):
+def _bits(key, shape, first=0):
     """Random uint32 words of ``shape`` ((n,) or (n, m); ints or scalar tensors): ``key``
-    folded with each element's row-major index."""
-    index = _word(ops.arange(shape[0]))
+    folded with each element's row-major index, rows counted from ``first``."""
+    index = _word(ops.arange(shape[0])) + _word(first)
     if len(shape) == 2:
         index = index[:, None] * _word(shape[1]) + _word(ops.arange(shape[1]))[None, :]
     return _fold(key, index)
 
 
-def counter_uniform(key, shape):
-    """Uniform float32 draws in [0, 1) of ``shape`` (24 random bits each) from ``key``."""
-    return ops.cast(ops.right_shift(_bits(key, shape), 8), "float32") * 2.0**-24
+def counter_uniform(key, shape, first=0):
+    """Uniform float32 draws in [0, 1) of ``shape`` (24 random bits each) from ``key``; rows
+    from ``first`` on of the stream of ``key``."""
+    return ops.cast(ops.right_shift(_bits(key, shape, first), 8), "float32") * 2.0**-24
 
 
-def counter_normal(key, shape):
+def counter_normal(key, shape, first=0):
     """Standard normal float32 draws of ``shape`` from ``key`` (Box-Muller transform of two
-    uniform streams)."""
-    u = 1.0 - counter_uniform(_fold(key, 1), shape)  # in (0, 1]
-    v = counter_uniform(_fold(key, 2), shape)
+    uniform streams), rows from ``first`` on."""
+    u = 1.0 - counter_uniform(_fold(key, 1), shape, first)  # in (0, 1]
+    v = counter_uniform(_fold(key, 2), shape, first)
     return ops.sqrt(-2.0 * ops.log(u)) * ops.cos(2.0 * np.pi * v)
 
 
-def counter_quadrants(key, size):
-    """(size,) int32 draws uniform over 0..3 from ``key`` (the top two random bits)."""
-    return ops.cast(ops.right_shift(_bits(key, (size,)), 30), "int32")
+def counter_quadrants(key, size, first=0):
+    """(size,) int32 draws uniform over 0..3 from ``key`` (the top two random bits), from
+    element ``first`` on."""
+    return ops.cast(ops.right_shift(_bits(key, (size,), first), 30), "int32")
 
 
 # --- backends ---------------------------------------------------------------------------------
@@ -562,12 +564,14 @@ class MultifieldGAN(keras.Model):
     half-resolution map is the 2x2 average pool of the full one. A step makes ``n_critic``
     discriminator updates, one generator update and the EMA update, and counts one
     ``iteration``. ``evaluate`` (and ``fit``'s ``validation_data``) computes the same losses
-    on a batch and updates nothing: the trained generator in inference mode (batch norm on its
-    moving statistics) and the noise of iteration 0, which training never draws, so the
-    validation losses of successive epochs differ by the networks only. Metrics, means over
-    the epoch or the evaluation: d_loss, g_loss, gp, recon, wasserstein
+    and updates nothing: the trained generator in inference mode (batch norm on its moving
+    statistics) and the noise of iteration 0, which training never draws, its row k for the
+    k-th sample evaluated, so the results depend neither on the batching nor, from epoch to
+    epoch, on anything but the networks. Metrics, means over the samples of the epoch or the
+    evaluation: d_loss, g_loss, gp, recon, wasserstein
     (E[D(real)] - E[D(fake)]); fit reports the validation ones as ``val_<name>``, which
-    EarlyStopping or ModelCheckpoint can monitor.
+    EarlyStopping or ModelCheckpoint can monitor, told the direction (``mode="min"``; Keras
+    cannot tell it for a GAN's metric).
 
     ``compile(d_optimizer, g_optimizer)``: the losses are the constructor's, so compile takes
     no loss nor metrics; ``model.optimizer`` holds both optimizers (``GANOptimizers``). The
@@ -607,11 +611,12 @@ class MultifieldGAN(keras.Model):
         self.ema_generator.trainable = False
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", "gp", "recon", "wasserstein")}
+        self.samples = keras.metrics.Sum(name="samples")  # of an evaluation so far
         self.d_optimizer = self.g_optimizer = self.optimizer = None
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [*self.trackers.values(), self.samples]
 
     # --- building, compiling, saving ---------------------------------------------------------
 
@@ -675,14 +680,20 @@ class MultifieldGAN(keras.Model):
         return optimizer
 
     def get_compile_config(self):
+        """Both optimizers, run_eagerly and steps_per_execution; jit_compile is left to
+        resolve where the model is loaded (its "auto" depends on the backend and devices)."""
         if self.d_optimizer is None:
             return {}
         return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+                "run_eagerly": self.run_eagerly,
+                "steps_per_execution": self.steps_per_execution}
 
     def compile_from_config(self, config):
-        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+        config = dict(config)  # files saved before hold the optimizers only
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config.pop("d_optimizer")),
+                     g_optimizer=keras.saving.deserialize_keras_object(config.pop("g_optimizer")),
+                     **config)
 
     def get_config(self):
         return {**super().get_config(),
@@ -752,15 +763,16 @@ class MultifieldGAN(keras.Model):
 
     # --- training and evaluation --------------------------------------------------------------
 
-    def noise(self, iteration, draw, batch):
+    def noise(self, iteration, draw, batch, first=0):
         """The noise of draw ``draw`` (critic step ``draw`` < n_critic, the generator step
-        = n_critic) of iteration ``iteration`` (0: evaluation) for ``batch`` samples on this
-        replica: (z (batch, latent_dim) float32 standard normal, epsilon (batch,) float32
-        uniform in [0, 1), quadrant (batch,) int32 uniform over 0..3)."""
+        = n_critic) of iteration ``iteration`` (0: evaluation) for samples ``first`` to
+        ``first + batch - 1`` on this replica: (z (batch, latent_dim) float32 standard normal,
+        epsilon (batch,) float32 uniform in [0, 1), quadrant (batch,) int32 uniform over
+        0..3)."""
         key = counter_key(self.seed, iteration, _replica_id(), draw)
-        return (counter_normal(_fold(key, 0), (batch, self.generator.latent_dim)),
-                counter_uniform(_fold(key, 1), (batch,)),
-                counter_quadrants(_fold(key, 2), batch))
+        return (counter_normal(_fold(key, 0), (batch, self.generator.latent_dim), first),
+                counter_uniform(_fold(key, 1), (batch,), first),
+                counter_quadrants(_fold(key, 2), batch, first))
 
     def train_step(self, *args):
         """One iteration on a batch (see the class docstring). Keras calls
@@ -809,16 +821,20 @@ class MultifieldGAN(keras.Model):
             self.g_optimizer, self.generator,
             lambda: (self._generator_loss(critic, self.generator([z, theta], training=True)), {}))
         self._update_ema(iteration)
-        return self._record(d_loss=d_loss, g_loss=g_loss, **parts)
+        return self._record(batch, d_loss=d_loss, g_loss=g_loss, **parts)
 
     def _test(self, data):
         real_full, theta = self._unpack(data)
-        z, epsilon, quadrant = self.noise(0, 0, ops.shape(real_full)[0])
+        batch = ops.shape(real_full)[0]
+        # sample k of an evaluation draws row k of the noise, however the data are batched
+        z, epsilon, quadrant = self.noise(0, 0, batch, ops.cast(self.samples.result(), "int32"))
+        self.samples.update_state(ops.cast(batch, "float32"))
         fake = self.generator([z, theta], training=False)
         critic = self._critic(theta, training=False)
         d_loss, parts = self._critic_loss(critic, (real_full, average_pool(real_full, 2)), fake,
                                           epsilon, quadrant)
-        return self._record(d_loss=d_loss, g_loss=self._generator_loss(critic, fake), **parts)
+        return self._record(batch, d_loss=d_loss, g_loss=self._generator_loss(critic, fake),
+                            **parts)
 
     def _critic(self, theta, training):
         """The discriminator as a function of the maps (full, half) at parameters theta."""
@@ -900,10 +916,11 @@ class MultifieldGAN(keras.Model):
         for average, weight in zip(self.ema_generator.weights, self.generator.weights):
             average.assign(decay * average + (1.0 - decay) * weight)
 
-    def _record(self, **values):
-        """Add the step's values to the metrics; returns the metrics' means."""
+    def _record(self, batch, **values):
+        """Add the step's values, means over ``batch`` samples, to the metrics (means over
+        samples); returns the metrics' values."""
         for name, value in values.items():
-            self.trackers[name].update_state(value)
+            self.trackers[name].update_state(value, sample_weight=batch)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _unpack(self, data):
