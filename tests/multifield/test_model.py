@@ -339,6 +339,12 @@ def test_compile_refuses_what_the_gan_sets_itself(argument, value, match):
     assert gan.optimizer.iterations is gan.g_optimizer.iterations
 
 
+def test_compile_refuses_one_optimizer_for_both_networks():
+    optimizer = keras.optimizers.Adam()
+    with pytest.raises(UserInputError, match="each network needs its own optimizer"):
+        tiny_gan().compile(optimizer, optimizer)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision(rng, policy):
     gan = tiny_gan(dtype=policy)

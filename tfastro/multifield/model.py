@@ -12,6 +12,10 @@ The generator records the names of its map channels (``fields``) and of its cond
 parameters (``param_names``) in its config, so a saved GAN maps physical parameters to maps in
 physical units on its own (:meth:`MultifieldGAN.generate_physical`), through the fixed ranges of
 :mod:`tfastro.multifield.io` (``LOG10_RANGES``, ``PARAM_RANGES``).
+
+The networks and the GAN train, evaluate and sample on Keras' TensorFlow and JAX backends alike,
+with the same noise (a counter-based generator written in keras.ops); tf.distribute is
+TensorFlow's only.
 """
 import functools
 import sys
@@ -466,11 +470,10 @@ def _check_backend():
     return backend
 
 
-def _tf_strategy():
-    """The tf.distribute strategy in scope, or None (none, or TensorFlow not imported)."""
+def _in_tf_distribute():
+    """Whether a tf.distribute strategy is in scope (never when TensorFlow is not imported)."""
     tf = sys.modules.get("tensorflow")
-    return tf.distribute.get_strategy() if tf is not None and tf.distribute.has_strategy() \
-        else None
+    return tf is not None and tf.distribute.has_strategy()
 
 
 def _replica_id():
@@ -514,19 +517,19 @@ class GANOptimizers:
     and ``optimizers`` (what the learning-rate callbacks adjust, e.g. ReduceLROnPlateau)."""
 
     def __init__(self, gan):
-        self.networks = {gan.d_optimizer: gan.discriminator, gan.g_optimizer: gan.generator}
+        self.pairs = ((gan.d_optimizer, gan.discriminator), (gan.g_optimizer, gan.generator))
 
     @property
     def optimizers(self):
-        return list(self.networks)
+        return [optimizer for optimizer, _ in self.pairs]
 
     @property
     def variables(self):
-        return [v for optimizer in self.networks for v in optimizer.variables]
+        return [v for optimizer in self.optimizers for v in optimizer.variables]
 
     @property
     def built(self):
-        return all(optimizer.built for optimizer in self.networks)
+        return all(optimizer.built for optimizer in self.optimizers)
 
     @property
     def iterations(self):
@@ -536,7 +539,7 @@ class GANOptimizers:
         """Create each optimizer's variables (moments, step count) for its network's trainable
         variables (``variables``, the whole model's, is not needed), so that a checkpoint
         restores them instead of leaving fresh ones."""
-        for optimizer, network in self.networks.items():
+        for optimizer, network in self.pairs:
             if not optimizer.built:
                 optimizer.build(network.trainable_variables)
 
@@ -656,8 +659,11 @@ class MultifieldGAN(keras.Model):
         for name, reason in _NOT_COMPILED.items():
             if kwargs.get(name) is not None:
                 raise UserInputError(f"MultifieldGAN.compile({name}={kwargs[name]!r}): {reason}")
+        if d_optimizer is not None and d_optimizer is g_optimizer:
+            raise UserInputError("MultifieldGAN.compile: d_optimizer and g_optimizer are one "
+                                 "object; each network needs its own optimizer")
         backend = _check_backend()
-        if backend != "tensorflow" and _tf_strategy() is not None:
+        if backend != "tensorflow" and _in_tf_distribute():
             raise UserInputError(f"MultifieldGAN compiled in a tf.distribute strategy with "
                                  f"KERAS_BACKEND={backend}: tf.distribute needs the TensorFlow "
                                  "backend (on JAX, keras.distribution spreads a step)")
@@ -804,6 +810,9 @@ class MultifieldGAN(keras.Model):
         return logs, tuple([scope.get_current_value(v) for v in variables] for variables in groups)
 
     def _train(self, data):
+        """The iteration of ``train_step``, written once for both backends: variables are
+        read and assigned as usual (on JAX inside the step's StatelessScope) and only the
+        gradient step differs (``_minimise``)."""
         real_full, theta = self._unpack(data)
         real = (real_full, average_pool(real_full, 2))
         self.iteration.assign_add(1)
@@ -824,6 +833,7 @@ class MultifieldGAN(keras.Model):
         return self._record(batch, d_loss=d_loss, g_loss=g_loss, **parts)
 
     def _test(self, data):
+        """The evaluation of ``test_step`` on both backends."""
         real_full, theta = self._unpack(data)
         batch = ops.shape(real_full)[0]
         # sample k of an evaluation draws row k of the noise, however the data are batched
