@@ -1,11 +1,13 @@
-"""FastGAN layers (shared layer checks, numpy re-computations) and the multifield Generator and
-Discriminator (shapes, resolution rules, conditioning, per-sample independence)."""
+"""FastGAN layers (shared layer checks, Keras' own run_layer_test, numpy re-computations) and
+the multifield Generator and Discriminator (shapes, resolution rules, conditioning, per-sample
+independence)."""
 from functools import partial
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras.src import testing
 
 from tests.layer_testing import check_layer, randomize_weights
 from tfastro.multifield.layers import (GLU, ConditionProjection, DownBlock, SimpleDecoder,
@@ -57,7 +59,8 @@ def test_up_block_condition_scales_and_shifts_the_features(rng):
     conditioned.build(x.shape)
     conditioned.conv.set_weights(plain.conv.get_weights())
     # zero-initialised modulation: the block starts as the unconditioned one
-    np.testing.assert_allclose(np.asarray(conditioned(x, condition)), np.asarray(plain(x)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(conditioned(x, condition)), np.asarray(plain(x)),
+                               atol=1e-6)
     kernel = rng.normal(size=(5, 16)).astype("float32")
     conditioned.modulation.kernel.assign(kernel)
     gamma, beta = np.split(condition @ kernel, 2, axis=-1)
@@ -87,6 +90,45 @@ def test_condition_projection_passes_layer_checks(rng, tmp_path):
     features, theta = rng.normal(size=(3, 6)), rng.uniform(size=(3, 2))
     (y,) = check_layer(partial(ConditionProjection, 2, 8), (features, theta), tmp_path)
     assert y.shape == (3,)
+
+
+# Keras' own checks: configs, build against a call, symbolic and eager calls, a training step,
+# mixed_float16 (float32 weights, outputs in the compute dtype). Layers of several inputs take
+# their shapes as build(<input>_shape, ...), Keras' convention; Keras' training model passes
+# one input, so check_layer above trains them.
+KERAS_CASES = [
+    (GLU, {}, (2, 4, 4, 6), (2, 4, 4, 3)),
+    (UpBlock, {"filters": 4, "norm": "batch"}, (2, 4, 4, 3), (2, 8, 8, 4)),
+    (UpBlock, {"filters": 4, "norm": "layer"}, (2, 4, 4, 3), (2, 8, 8, 4)),
+    (UpBlock, {"filters": 4, "norm": "none"}, (2, 4, 4, 3), (2, 8, 8, 4)),
+    (UpBlock, {"filters": 4, "norm": "batch", "condition_dim": 5},
+     {"x_shape": (2, 4, 4, 3), "condition_shape": (2, 5)}, (2, 8, 8, 4)),
+    (SkipLayerExcitation, {"channels": 5},
+     {"source_shape": (2, 8, 8, 3), "target_shape": (2, 16, 16, 5)}, (2, 16, 16, 5)),
+    (DownBlock, {"filters": 6}, (2, 8, 8, 3), (2, 4, 4, 6)),
+    (DownBlock, {"filters": 6, "shortcut": False, "norm": "none"}, (2, 8, 8, 3), (2, 4, 4, 6)),
+    (SimpleDecoder, {"output_size": 16, "channels": 3, "filters": 8}, (2, 4, 4, 6),
+     (2, 16, 16, 3)),
+    (ConditionProjection, {"n_params": 2, "hidden": 8},
+     {"features_shape": (3, 6), "theta_shape": (3, 2)}, (3,)),
+]
+
+
+@pytest.mark.parametrize("layer_class, kwargs, input_shape, output_shape", KERAS_CASES,
+                         ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(KERAS_CASES)])
+def test_layers_pass_keras_run_layer_test(layer_class, kwargs, input_shape, output_shape):
+    testing.TestCase().run_layer_test(
+        layer_class, kwargs, input_shape=input_shape, expected_output_shape=output_shape,
+        run_training_check=not isinstance(input_shape, dict), run_mixed_precision_check=True)
+
+
+def test_layers_of_several_inputs_check_the_other_shapes():
+    with pytest.raises(ValueError, match="condition must have 5 channels"):
+        UpBlock(4, condition_dim=5).build((2, 4, 4, 3), condition_shape=(2, 4))
+    with pytest.raises(ValueError, match="target must have 5 channels"):
+        SkipLayerExcitation(5).build((2, 8, 8, 3), target_shape=(2, 16, 16, 4))
+    with pytest.raises(ValueError, match="theta must have 2 channels"):
+        ConditionProjection(2).build((3, 6), theta_shape=(3, 3))
 
 
 # --- numbers against numpy --------------------------------------------------------------------

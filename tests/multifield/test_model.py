@@ -1,7 +1,12 @@
-"""MultifieldGAN: the gradient penalty against analytic values, reconstruction targets, train
-steps with both losses (weights, EMA, counters), mixed precision, the model checks (.keras
-resume with intact optimizer state) of the GAN and of each network, sampling, and the
-per-replica loss scaling under tf.distribute."""
+"""MultifieldGAN: the gradient penalty against analytic values (and its second derivatives
+through layer norm against finite differences), the counter-based noise against a numpy
+implementation, reconstruction targets, train steps with both losses (weights, EMA, counters),
+evaluation (numbers by hand, nothing updated), fit with validation data and callbacks, epoch
+means, what compile refuses, mixed precision, the model checks (.keras resume with intact
+optimizer state) of the GAN and of each network, the networks in Keras workflows, sampling,
+the per-replica loss scaling under tf.distribute; and on the JAX backend (a subprocess) the
+same training as TensorFlow's from the same weights, evaluation, sampling, resuming from a
+.keras file, the networks' checks."""
 import os
 import subprocess
 import sys
@@ -12,22 +17,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import jax_backend
 from tests.model_testing import check_model
-from tfastro.multifield.model import (Discriminator, Generator, MultifieldGAN, gradient_penalty,
-                                      reconstruction_targets, take_quadrant)
+from tests.multifield.tiny import LATENT, R, batch, half, network_case, tiny_gan
+from tfastro.core.errors import UserInputError
+from tfastro.core.layers import TensorLayerNorm
+from tfastro.multifield.model import (Discriminator, Generator, MultifieldGAN, counter_key,
+                                      counter_normal, counter_quadrants, counter_uniform,
+                                      gradient_penalty, reconstruction_targets, take_quadrant)
 
-R, LATENT, TINY = 32, 8, 1 / 16
-
-
-def tiny_gan(n_params=2, dtype=None, **kwargs):
-    policy = {} if dtype is None else {"dtype": dtype}
-    return MultifieldGAN(Generator(R, 3, LATENT, n_params, width=TINY, **policy),
-                         Discriminator(R, 3, n_params, width=TINY, **policy), **kwargs)
-
-
-def batch(rng, size=4, n_params=2):
-    maps = np.tanh(rng.normal(size=(size, R, R, 3))).astype("float32")
-    return maps, rng.uniform(size=(size, n_params)).astype("float32")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRACKED = {"d_loss", "g_loss", "gp", "recon", "wasserstein"}
 
 
 def values(variables):
@@ -74,6 +74,42 @@ def test_gradient_penalty_interpolates_both_resolutions_with_one_epsilon(rng):
     assert abs(10.0 * np.mean((2.0 * np.sqrt(wrong) - 1.0) ** 2) - expected) > 1e-2 * expected
 
 
+def test_gradient_penalty_differentiates_layer_norm_twice():
+    """Training a critic on the penalty needs its mixed second derivatives. For a critic
+    sum(w * LN(a * x)) with layer norm (as in the discriminator's blocks) the penalty's
+    gradient with respect to the weights a before the norm matches central finite differences
+    (Richardson-extrapolated); a variance whose mean is held constant under differentiation
+    (tf.nn.moments) gives 7% less here."""
+    rng = np.random.default_rng(0)
+    shape = (1, 3, 1)  # on few pixels the mean's share of the variance's derivative is large
+    norm = TensorLayerNorm()
+    norm.build((None, *shape))
+    for weight in norm.weights:
+        weight.assign(rng.normal(1.0, 0.5, size=weight.shape).astype("float32"))
+    w = rng.normal(size=shape).astype("float32")
+    real, fake = (rng.normal(size=(3, *shape)).astype("float32") for _ in range(2))
+    epsilon = rng.uniform(size=3).astype("float32")
+    a, direction = rng.normal(1.0, 0.3, size=shape).astype("float32"), rng.normal(size=shape)
+
+    def penalty(a):
+        critic = lambda x: keras.ops.sum(norm(x * a) * w, axis=(1, 2, 3))  # noqa: E731
+        return gradient_penalty(critic, (real,), (fake,), epsilon, weight=10.0)
+
+    weights = tf.constant(a)
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        value = penalty(weights)
+    analytic = float(np.sum(tape.gradient(value, weights).numpy() * direction))
+
+    def central(h):
+        step = (h * direction).astype("float32")
+        return (float(penalty(a + step)) - float(penalty(a - step))) / (2 * h)
+
+    numeric = (4 * central(2e-3) - central(4e-3)) / 3
+    assert abs(numeric) > 1.0
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-3)
+
+
 # --- reconstruction targets -------------------------------------------------------------------
 
 def test_reconstruction_targets_are_pooled_map_and_quadrant(rng):
@@ -87,6 +123,68 @@ def test_reconstruction_targets_are_pooled_map_and_quadrant(rng):
     for b, q in enumerate(quadrants):
         np.testing.assert_allclose(part[b], q.reshape(2, 2, 2, 2, 3).mean(axis=(1, 3)), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(take_quadrant(real, 3)), real[:, 4:, 4:])
+
+
+# --- noise ------------------------------------------------------------------------------------
+
+M32 = 2**32
+
+
+def lowbias32(x):
+    """numpy lowbias32 on uint64 arrays holding uint32 values."""
+    x = np.asarray(x, np.uint64)
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x7FEB352D)) % np.uint64(M32)
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x846CA68B)) % np.uint64(M32)
+    return x ^ (x >> np.uint64(16))
+
+
+def fold(key, word):
+    return lowbias32(np.asarray(key, np.uint64) ^ lowbias32((np.asarray(word, np.uint64)
+                                                             + np.uint64(0x9E3779B9)) % M32))
+
+
+def test_counter_noise_against_numpy():
+    """Every draw is lowbias32 hashes of (key, element index): the same bits as a numpy
+    implementation, and uniform, normal and quadrant draws with the right moments."""
+    key = counter_key(7, 3, 0, 2)
+    expected_key = fold(fold(fold(fold(0, 7), 3), 0), 2)
+    assert int(keras.ops.convert_to_numpy(key)) == int(expected_key)
+    index = np.arange(6, dtype=np.uint64).reshape(2, 3)
+    bits = fold(expected_key, index)
+    np.testing.assert_array_equal(np.asarray(counter_uniform(key, (2, 3))),
+                                  (bits >> np.uint64(8)).astype(np.float64) * 2.0**-24)
+    np.testing.assert_array_equal(np.asarray(counter_quadrants(key, 6)),
+                                  fold(expected_key, np.arange(6)) >> np.uint64(30))
+    u = 1.0 - (fold(fold(expected_key, 1), index) >> np.uint64(8)) * 2.0**-24
+    v = (fold(fold(expected_key, 2), index) >> np.uint64(8)) * 2.0**-24
+    np.testing.assert_allclose(np.asarray(counter_normal(key, (2, 3))),
+                               np.sqrt(-2 * np.log(u)) * np.cos(2 * np.pi * v), rtol=1e-5,
+                               atol=1e-6)
+    n = 200_000
+    z = np.asarray(counter_normal(key, (n,)), np.float64)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01 and abs(np.mean(z**4) - 3) < 0.06
+    uniform = np.asarray(counter_uniform(key, (n,)), np.float64)
+    assert abs(uniform.mean() - 0.5) < 0.005 and abs(uniform.var() - 1 / 12) < 0.002
+    counts = np.bincount(np.asarray(counter_quadrants(key, n)), minlength=4)
+    np.testing.assert_allclose(counts / n, 0.25, atol=0.005)
+    other = np.asarray(counter_normal(counter_key(7, 4, 0, 2), (n,)), np.float64)
+    assert abs(np.corrcoef(z, other)[0, 1]) < 0.01  # the next iteration's draws
+
+
+def test_gan_noise_is_keyed_on_seed_iteration_and_draw():
+    gan = tiny_gan(seed=5)
+    z, epsilon, quadrant = (np.asarray(a) for a in gan.noise(3, 1, 4))
+    assert z.shape == (4, LATENT) and epsilon.shape == quadrant.shape == (4,)
+    assert quadrant.dtype == np.int32 and set(quadrant) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(np.asarray(gan.noise(3, 1, 4)[0]), z)
+    for other in (tiny_gan(seed=6).noise(3, 1, 4), gan.noise(4, 1, 4), gan.noise(3, 2, 4)):
+        assert np.abs(np.asarray(other[0]) - z).min() > 0
+    # the draws of a smaller batch are rows of a larger one
+    np.testing.assert_array_equal(np.asarray(gan.noise(3, 1, 2)[0]), z[:2])
+    for a, b in zip(gan.noise(3, 1, 2, first=2), (z, epsilon, quadrant)):
+        np.testing.assert_array_equal(np.asarray(a), b[2:])
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -143,6 +241,100 @@ def test_fit_on_a_dataset_of_maps_and_theta(rng):
         gan.train_step(maps[:2])
 
 
+def test_evaluate_reports_the_losses_and_updates_nothing(rng):
+    """evaluate: the losses of the trained generator (inference mode) and the critic on the
+    noise of iteration 0, recomputed here from the networks; no variable moves."""
+    gan = tiny_gan(seed=2)
+    gan.compile(run_eagerly=True)
+    gan.fit(*batch(rng), batch_size=4, verbose=0)
+    maps, theta = batch(rng)
+    before = values(gan.weights + gan.optimizer.variables)
+    results = gan.evaluate(maps, theta, batch_size=4, verbose=0, return_dict=True)
+    assert set(results) == TRACKED
+    for b, a in zip(before, values(gan.weights + gan.optimizer.variables)):
+        np.testing.assert_array_equal(a, b)
+    assert gan.evaluate(maps, theta, batch_size=4, verbose=0, return_dict=True) == results
+    batched = gan.evaluate(maps, theta, batch_size=3, verbose=0, return_dict=True)
+    for name in TRACKED:  # sample k draws noise row k in batches of 3 and 1 too
+        np.testing.assert_allclose(batched[name], results[name], rtol=1e-5, err_msg=name)
+    z = np.asarray(gan.noise(0, 0, 4)[0])
+    fake = gan.generator([z, theta], training=False)
+    fake_logits = np.asarray(gan.discriminator([*fake, theta]))
+    real_logits = np.asarray(gan.discriminator([maps, half(maps), theta]))
+    np.testing.assert_allclose(results["g_loss"], -fake_logits.mean(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["wasserstein"], real_logits.mean() - fake_logits.mean(),
+                               rtol=1e-5, atol=1e-6)
+    assert results["gp"] > 0 and 0 < results["recon"] < 6
+    np.testing.assert_allclose(results["d_loss"],
+                               -results["wasserstein"] + results["gp"] + results["recon"],
+                               rtol=1e-5)
+    # in training mode the generator's batch norm takes the batch's statistics: other losses
+    trained = gan.discriminator([*gan.generator([z, theta], training=True), theta])
+    assert np.abs(np.asarray(trained) - fake_logits).max() > 1e-4
+
+
+def test_fit_with_validation_data_early_stopping_and_checkpoints(rng, tmp_path):
+    """Validation metrics val_<name> at each epoch, which EarlyStopping and ModelCheckpoint
+    monitor (told the direction: Keras cannot tell it for a metric of its own): the best
+    checkpoint evaluates to the best val_d_loss."""
+    gan = tiny_gan(seed=1)
+    gan.compile(run_eagerly=True)
+    (maps, theta), validation = batch(rng, 6), batch(rng, 4)
+    path = str(tmp_path / "best.keras")
+    stopping = keras.callbacks.EarlyStopping("val_g_loss", patience=3, mode="min")
+    checkpoint = keras.callbacks.ModelCheckpoint(path, "val_d_loss", save_best_only=True,
+                                                 mode="min")
+    history = gan.fit(maps, theta, batch_size=3, epochs=3, shuffle=False, verbose=0,
+                      validation_data=validation, callbacks=[stopping, checkpoint]).history
+    assert set(history) == TRACKED | {f"val_{name}" for name in TRACKED}
+    assert stopping.best == min(history["val_g_loss"])
+    best = keras.saving.load_model(path)
+    results = best.evaluate(*validation, verbose=0, return_dict=True)
+    np.testing.assert_allclose(results["d_loss"], min(history["val_d_loss"]), rtol=1e-5)
+    assert int(best.iteration.numpy()) == 2 * (1 + int(np.argmin(history["val_d_loss"])))
+
+
+def test_history_holds_epoch_means(rng):
+    """An epoch's logged losses are the means of its steps' losses."""
+    a, b = tiny_gan(seed=4), tiny_gan(seed=4)
+    for gan in (a, b):
+        gan.compile(run_eagerly=True)
+    b.set_weights(a.get_weights())
+    maps, theta = batch(rng, 6)
+    history = a.fit(maps, theta, batch_size=2, epochs=1, shuffle=False, verbose=0).history
+    steps = []
+    for i in range(0, 6, 2):
+        b.reset_metrics()
+        logs = b.train_step((maps[i:i + 2], theta[i:i + 2]))
+        steps.append({k: float(v) for k, v in logs.items()})
+    assert len({s["g_loss"] for s in steps}) == 3
+    for name in TRACKED:
+        np.testing.assert_allclose(history[name][0], np.mean([s[name] for s in steps]),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("argument, value, match", [
+    ("loss", "mse", r"compile\(loss='mse'\): the GAN's losses are set by MultifieldGAN\(loss="),
+    ("loss_weights", [1.0], r"compile\(loss_weights=\[1.0\]\): .*gp_weight"),
+    ("metrics", ["mae"], r"compile\(metrics=\['mae'\]\): the GAN's metrics are fixed"),
+    ("weighted_metrics", ["mae"], "metrics are fixed"),
+    ("optimizer", "adam", "pass d_optimizer and g_optimizer"),
+])
+def test_compile_refuses_what_the_gan_sets_itself(argument, value, match):
+    gan = tiny_gan()
+    with pytest.raises(UserInputError, match=match):
+        gan.compile(**{argument: value})
+    gan.compile(loss=None, metrics=None)  # Keras' defaults are accepted
+    assert [type(o) for o in gan.optimizer.optimizers] == [keras.optimizers.Adam] * 2
+    assert gan.optimizer.iterations is gan.g_optimizer.iterations
+
+
+def test_compile_refuses_one_optimizer_for_both_networks():
+    optimizer = keras.optimizers.Adam()
+    with pytest.raises(UserInputError, match="each network needs its own optimizer"):
+        tiny_gan().compile(optimizer, optimizer)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision(rng, policy):
     gan = tiny_gan(dtype=policy)
@@ -175,11 +367,10 @@ def test_model_checks(rng, tmp_path):
 
     maps, theta = batch(rng)
     z = rng.normal(size=(4, LATENT)).astype("float32")
-    # MultifieldGAN has no test_step yet: evaluate is not checked
     checked = check_model(factory, maps, theta, tmp_path=tmp_path,
                           predict=lambda gan: gan([z, theta]),
                           optimizers=lambda gan: [gan.d_optimizer, gan.g_optimizer],
-                          losses=("d_loss", "g_loss"), evaluate=False)
+                          losses=("d_loss", "g_loss", "wasserstein"), predict_inputs=[z, theta])
     saved = keras.saving.load_model(checked.path)  # the state after one step
     assert int(saved.iteration.numpy()) == 1
     for name in ("d_optimizer", "g_optimizer"):
@@ -200,21 +391,9 @@ def test_model_checks(rng, tmp_path):
 def test_generator_and_discriminator_pass_the_model_checks_on_their_own(rng, tmp_path, network):
     """Each network as a model of its own, trained on MSE to given maps (at R and R/2) or
     logits."""
-    maps, theta = batch(rng)
-    half = maps.reshape(4, R // 2, 2, R // 2, 2, 3).mean(axis=(2, 4))
-    if network == "generator":
-        network_class, sizes = Generator, (R, 3, LATENT, 2)
-        x, y = [rng.normal(size=(4, LATENT)).astype("float32"), theta], (maps, half)
-    else:
-        network_class, sizes = Discriminator, (R, 3, 2)
-        x, y = [maps, half, theta], rng.normal(size=4).astype("float32")
-
-    def factory():
-        model = network_class(*sizes, width=TINY)
-        model.compile(optimizer="adam", loss="mse", run_eagerly=True)
-        return model
-
+    factory, x, y = network_case(rng, network, run_eagerly=True)
     check_model(factory, x, y, tmp_path=tmp_path)
+
 
 
 def test_generate(rng):
@@ -243,7 +422,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="loss must be one of"):
         tiny_gan(loss="bce")
     with pytest.raises(ValueError, match="differ in resolution"):
-        MultifieldGAN(Generator(32, width=TINY), Discriminator(64, width=TINY))
+        MultifieldGAN(Generator(32, width=1 / 16), Discriminator(64, width=1 / 16))
     with pytest.raises(ValueError, match="n_critic"):
         tiny_gan(n_critic=0)
 
@@ -298,3 +477,119 @@ def test_mirrored_replicas_step_like_one_device():
     result = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+# --- the JAX backend --------------------------------------------------------------------------
+
+JAX_SCRIPT = """
+import json, pathlib, sys, traceback
+sys.path.insert(0, sys.argv[1])
+import keras, numpy as np, tensorflow as tf
+from tests.model_testing import check_model
+from tests.multifield.tiny import network_case, tiny_gan
+from tfastro.core.errors import UserInputError
+directory = pathlib.Path(sys.argv[2])
+data = np.load(directory / "data.npz")
+maps, theta, z = data["maps"], data["theta"], data["z"]
+validation = (data["val_maps"], data["val_theta"])
+gan = keras.saving.load_model(directory / "initial.keras")
+out = {"backend": keras.backend.backend(),
+       "history": gan.fit(maps, theta, batch_size=2, epochs=3, shuffle=False, verbose=0,
+                          validation_data=validation).history,
+       "evaluate": gan.evaluate(*validation, batch_size=3, verbose=0, return_dict=True),
+       "generate": gan.generate(validation[1], seed=3).tolist(),
+       "predict": gan.predict([z, validation[1]], batch_size=3, verbose=0)[0].tolist()}
+gan.save(directory / "jax.keras")
+loaded = keras.saving.load_model(directory / "jax.keras")
+out["continued"] = [m.fit(maps, theta, batch_size=2, epochs=1, shuffle=False, verbose=0).history
+                    for m in (gan, loaded)]
+out["continued_apart"] = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                             for a, b in zip(gan.weights + gan.optimizer.variables,
+                                             loaded.weights + loaded.optimizer.variables))
+out["counters"] = [int(np.asarray(v)) for v in (loaded.iteration, loaded.d_optimizer.iterations,
+                                                loaded.g_optimizer.iterations)]
+try:
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        tiny_gan().compile()
+except UserInputError as err:
+    out["distribute"] = str(err)
+for network in ("generator", "discriminator"):
+    rng = np.random.default_rng(5)
+    factory, x, y = network_case(rng, network)
+    (directory / network).mkdir()
+    try:
+        check_model(factory, x, y, tmp_path=directory / network)
+        out[network] = "passed"
+    except Exception:
+        out[network] = traceback.format_exc()
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def on_jax(tmp_path_factory):
+    """One subprocess on the JAX backend: a tiny GAN (n_critic 2) saved by TensorFlow before
+    training, trained from that file (3 epochs of 2 steps with validation data), evaluated,
+    sampled, saved and continued one epoch from the saved file, and the same on TensorFlow in
+    this process; then the model checks and the Keras workflows of both networks:
+    {"jax": the subprocess's results, "tensorflow": this process's}."""
+    directory = tmp_path_factory.mktemp("gan_jax")
+    rng = np.random.default_rng(11)
+    (maps, theta), (val_maps, val_theta) = batch(rng), batch(rng, 3)
+    z = rng.normal(size=(3, LATENT)).astype("float32")
+    np.savez(directory / "data.npz", maps=maps, theta=theta, val_maps=val_maps,
+             val_theta=val_theta, z=z)
+    keras.utils.set_random_seed(3)
+    gan = tiny_gan(n_critic=2, seed=7, ema_decay=0.5)
+    gan.compile()
+    gan.save(directory / "initial.keras")
+    out = jax_backend.run_on_jax(JAX_SCRIPT, REPO, directory, timeout=1500)
+    gan = keras.saving.load_model(directory / "initial.keras")
+    gan.run_eagerly = True  # no tracing: faster here
+    tensorflow = {"history": gan.fit(maps, theta, batch_size=2, epochs=3, shuffle=False, verbose=0,
+                                     validation_data=(val_maps, val_theta)).history,
+                  "evaluate": gan.evaluate(val_maps, val_theta, batch_size=3, verbose=0,
+                                           return_dict=True),
+                  "generate": gan.generate(val_theta, seed=3),
+                  "predict": gan.predict([z, val_theta], batch_size=3, verbose=0)[0],
+                  "continued": gan.fit(maps, theta, batch_size=2, epochs=1, shuffle=False,
+                                       verbose=0).history}
+    return {"jax": out, "tensorflow": tensorflow}
+
+
+def test_jax_trains_evaluates_and_samples_as_tensorflow(on_jax):
+    """From the same weights, data and seed, the JAX backend's loss curve (training and
+    validation), evaluation and maps are TensorFlow's to float32 round-off."""
+    jax, tensorflow = on_jax["jax"], on_jax["tensorflow"]
+    assert set(jax["history"]) == TRACKED | {f"val_{name}" for name in TRACKED}
+    for name, curve in tensorflow["history"].items():
+        assert len(curve) == 3
+        np.testing.assert_allclose(jax["history"][name], curve, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+    for name in TRACKED:
+        np.testing.assert_allclose(jax["evaluate"][name], tensorflow["evaluate"][name],
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    for key in ("generate", "predict"):
+        np.testing.assert_allclose(jax[key], tensorflow[key], rtol=0, atol=1e-4, err_msg=key)
+
+
+def test_jax_continues_training_from_a_keras_file(on_jax):
+    """On JAX a GAN saved after training and loaded takes the step the original takes, as
+    TensorFlow's does; counters: 3 epochs of 2 iterations then 1 of 2, n_critic = 2."""
+    jax, tensorflow = on_jax["jax"], on_jax["tensorflow"]
+    original, loaded = jax["continued"]
+    for name in TRACKED:
+        np.testing.assert_allclose(loaded[name], original[name], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(original[name], tensorflow["continued"][name], rtol=1e-4,
+                                   atol=1e-5, err_msg=name)
+    assert jax["continued_apart"] < 1e-6
+    assert jax["counters"] == [8, 16, 8]
+
+
+def test_tf_distribute_is_refused_on_jax(on_jax):
+    assert "tf.distribute needs the TensorFlow backend" in on_jax["jax"]["distribute"]
+
+
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_networks_pass_the_model_checks_and_keras_workflows_on_jax(on_jax, network):
+    assert on_jax["jax"][network] == "passed", on_jax["jax"][network]

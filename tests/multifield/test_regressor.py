@@ -1,9 +1,13 @@
-"""ParameterRegressor: shapes, depth, the model checks (saving, resuming, mixed precision), a
-short fit finding a planted signal."""
+"""ParameterRegressor: shapes, depth, the model checks (saving, resuming, mixed precision) and
+Keras workflows (fit with validation data and callbacks, evaluate, predict) on TensorFlow and,
+in a subprocess, on JAX; a short fit finding a planted signal."""
+import os
+
 import keras
 import numpy as np
 import pytest
 
+from tests import jax_backend
 from tests.model_testing import check_model
 from tfastro.fields.random_fields import correlated_fields
 from tfastro.multifield.evaluation import regression_scores
@@ -28,14 +32,44 @@ def test_wrong_map_shape_and_arguments_are_rejected(rng):
         ParameterRegressor(4)
 
 
-def test_model_checks(rng, tmp_path):
-    def factory():
-        model = ParameterRegressor(32, channels=3, n_params=2, width=4)
-        model.compile(optimizer="adam", loss="mse")
-        return model
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-    maps = rng.standard_normal((3, 32, 32, 3)).astype("float32")
-    check_model(factory, maps, rng.standard_normal((3, 2)).astype("float32"), tmp_path=tmp_path)
+
+def factory():
+    model = ParameterRegressor(32, channels=3, n_params=2, width=4)
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def maps_and_theta(rng, size):
+    return (rng.standard_normal((size, 32, 32, 3)).astype("float32"),
+            rng.standard_normal((size, 2)).astype("float32"))
+
+
+def test_model_checks(rng, tmp_path):
+    check_model(factory, *maps_and_theta(rng, 4), tmp_path=tmp_path)
+
+
+JAX_SCRIPT = """
+import json, pathlib, sys, traceback
+sys.path.insert(0, sys.argv[1])
+import keras, numpy as np
+from tests.model_testing import check_model
+from tests.multifield.test_regressor import factory, maps_and_theta
+directory, rng = pathlib.Path(sys.argv[2]), np.random.default_rng(3)
+out = {"backend": keras.backend.backend()}
+try:
+    check_model(factory, *maps_and_theta(rng, 4), tmp_path=directory)
+    out["checks"] = "passed"
+except Exception:
+    out["checks"] = traceback.format_exc()
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_model_checks_and_keras_workflows_on_jax(tmp_path):
+    out = jax_backend.run_on_jax(JAX_SCRIPT, REPO, tmp_path)
+    assert out["checks"] == "passed", out["checks"]
 
 
 def planted_maps(theta, seed):

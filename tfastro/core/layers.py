@@ -26,8 +26,13 @@ class TensorLayerNorm(keras.layers.Layer):
     def call(self, x):
         # Statistics in float32; the normalisation is one multiply-add per element in the
         # compute dtype: y = x * a + b with a = scale / sqrt(var + eps), b = offset - mean a.
+        # The moments written out: TensorFlow's (ops.moments) stop the gradient of the mean
+        # inside the variance, exact for first derivatives only, and a gradient penalty of a
+        # critic with this layer needs the second ones.
         axes = tuple(range(1, len(x.shape)))
-        mean, var = ops.moments(ops.cast(x, "float32"), axes=axes, keepdims=True)
+        x32 = ops.cast(x, "float32")
+        mean = ops.mean(x32, axis=axes, keepdims=True)
+        var = ops.mean(ops.square(x32 - mean), axis=axes, keepdims=True)
         a = ops.rsqrt(var + self.epsilon) * ops.cast(self.scale, "float32")
         b = ops.cast(self.offset, "float32") - mean * a
         dtype = self.compute_dtype

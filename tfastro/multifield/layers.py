@@ -19,6 +19,13 @@ def _check_norm(norm):
     return norm
 
 
+def _check_channels(layer, name, shape, expected):
+    """ValueError unless ``shape`` (None: not given) ends in ``expected`` channels."""
+    if shape is not None and shape[-1] != expected:
+        raise ValueError(f"{layer}: {name} must have {expected} channels (last axis), got "
+                         f"shape {tuple(shape)}")
+
+
 def _normalization(norm, policy, name):
     """The normalisation layer called ``norm`` (None for "none")."""
     if norm == "batch":
@@ -62,8 +69,8 @@ class SkipLayerExcitation(keras.layers.Layer):
     swish, convolved 1x1 and squashed by a sigmoid into per-channel gates g in (0, 1);
     returns ``target * g``, target (B, Ht, Wt, channels) of any size.
     In the generator the source is a low-resolution feature map and the target a
-    high-resolution one; in the discriminator it is the other way round. ``build`` takes
-    the source shape.
+    high-resolution one; in the discriminator it is the other way round.
+    ``build(source_shape, target_shape=None)``, Keras' convention for several inputs.
     """
 
     def __init__(self, channels, **kwargs):
@@ -73,11 +80,12 @@ class SkipLayerExcitation(keras.layers.Layer):
                                            dtype=self.dtype_policy, name="squeeze")
         self.excite = keras.layers.Conv2D(self.channels, 1, dtype=self.dtype_policy, name="excite")
 
-    def build(self, source_shape):
+    def build(self, source_shape, target_shape=None):
         _, h, w, c = source_shape
         if h is None or w is None or h % 4 or w % 4:
             raise ValueError(f"{self.name}: the source's height and width must be multiples "
                              f"of 4, got shape {tuple(source_shape)}")
+        _check_channels(self.name, "target", target_shape, self.channels)
         self.squeeze.build((None, 4, 4, c))
         self.excite.build((None, 1, 1, self.channels))
 
@@ -102,6 +110,7 @@ class UpBlock(keras.layers.Layer):
     zero at initialisation), so the condition sets the amplitude of the features at every
     scale, which an additive condition cannot do.
     Input (B, H, W, C) [and c (B, E)] -> output (B, 2H, 2W, filters).
+    ``build(x_shape, condition_shape=None)``, Keras' convention for several inputs.
     """
 
     def __init__(self, filters, norm="batch", condition_dim=0, **kwargs):
@@ -118,8 +127,9 @@ class UpBlock(keras.layers.Layer):
                            if self.condition_dim else None)
         self.glu = GLU(dtype=self.dtype_policy, name="glu")
 
-    def build(self, input_shape):
-        b, h, w, c = input_shape
+    def build(self, x_shape, condition_shape=None):
+        b, h, w, c = x_shape
+        _check_channels(self.name, "condition", condition_shape, self.condition_dim)
         up = (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
         self.conv.build(up)
         if self.normalization is not None:
@@ -239,7 +249,8 @@ class ConditionProjection(keras.layers.Layer):
 
     ``call(features, theta)``: features phi (B, F), theta (B, n_params) the (normalised)
     parameters; embed is a two-layer MLP (``hidden`` units, LeakyReLU 0.2) to F features.
-    Returns (B,). ``build`` takes the features' shape.
+    Returns (B,). ``build(features_shape, theta_shape=None)``, Keras' convention for several
+    inputs.
     """
 
     def __init__(self, n_params, hidden=64, **kwargs):
@@ -250,7 +261,8 @@ class ConditionProjection(keras.layers.Layer):
             raise ValueError(f"n_params must be at least 1, got {n_params}")
         self.embed_hidden = keras.layers.Dense(self.hidden, dtype=self.dtype_policy, name="hidden")
 
-    def build(self, features_shape):
+    def build(self, features_shape, theta_shape=None):
+        _check_channels(self.name, "theta", theta_shape, self.n_params)
         self.embed_hidden.build((None, self.n_params))
         self.embed = keras.layers.Dense(features_shape[-1], dtype=self.dtype_policy, name="embed")
         self.embed.build((None, self.hidden))

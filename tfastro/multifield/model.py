@@ -12,11 +12,19 @@ The generator records the names of its map channels (``fields``) and of its cond
 parameters (``param_names``) in its config, so a saved GAN maps physical parameters to maps in
 physical units on its own (:meth:`MultifieldGAN.generate_physical`), through the fixed ranges of
 :mod:`tfastro.multifield.io` (``LOG10_RANGES``, ``PARAM_RANGES``).
+
+The networks and the GAN train, evaluate and sample on Keras' TensorFlow and JAX backends alike,
+with the same noise (a counter-based generator written in keras.ops); tf.distribute is
+TensorFlow's only.
 """
+import functools
+import sys
+
 import keras
 import numpy as np
 from keras import ops
 
+from tfastro.core.errors import UserInputError
 from tfastro.multifield.io import (check_fields, check_param_names, denormalise_maps,
                                    normalise_params)
 from tfastro.multifield.layers import (GLU, ConditionProjection, DownBlock, SimpleDecoder,
@@ -113,6 +121,10 @@ class Generator(keras.Model):
     ``fields`` (``channels`` names of ``io.LOG10_RANGES``, in channel order) and
     ``param_names`` (``n_params`` names of ``io.PARAM_RANGES``, in the order of theta's
     columns) record what the maps and theta are; None: not recorded.
+
+    The input shapes follow from the arguments, so the model is built when made, as a
+    functional model is (``summary()`` and callbacks that need the weights before ``fit``,
+    such as BackupAndRestore, work at once).
     """
 
     def __init__(self, resolution=256, channels=3, latent_dim=256, n_params=2, width=1.0,
@@ -151,6 +163,7 @@ class Generator(keras.Model):
                                            name="to_full")
         self.to_half = keras.layers.Conv2D(self.channels, 3, padding="same", dtype=policy,
                                            name="to_half")
+        self.build()
 
     def build(self, input_shape=None):
         z = keras.KerasTensor((None, self.latent_dim))
@@ -211,6 +224,7 @@ class Discriminator(keras.Model):
     quadrant an int or (B,) ints in 0..3 (row-major: 0 top-left, 3 bottom-right).
     Returns logits (B,) float32, or (logits, [from_full, from_half, from_quadrant]) each
     (B, S, S, channels) float32 with S = reconstruction_size.
+    Built when made, as the ``Generator``.
     """
 
     def __init__(self, resolution=256, channels=3, n_params=2, width=1.0, **kwargs):
@@ -232,6 +246,7 @@ class Discriminator(keras.Model):
         self.decoders = [SimpleDecoder(self.reconstruction_size, self.channels, widths[64],
                                        dtype=policy, name=f"decoder_{part}")
                          for part in ("full", "half", "quadrant")]
+        self.build()
 
     def _branch(self, size, widths, name):
         policy = self.dtype_policy
@@ -259,7 +274,8 @@ class Discriminator(keras.Model):
         (features (B, F), {resolution: feature map})."""
         x = ops.cast(image, self.compute_dtype)
         if self.n_params:
-            planes = ops.ones_like(x[..., :1]) * ops.cast(theta, self.compute_dtype)[:, None, None, :]
+            theta = ops.cast(theta, self.compute_dtype)
+            planes = ops.ones_like(x[..., :1]) * theta[:, None, None, :]
             x = ops.concatenate([x, planes], axis=-1)
         x = ops.leaky_relu(branch["stem"](x), 0.2)
         maps = {image.shape[1]: x}
@@ -321,6 +337,22 @@ def reconstruction_loss(reconstructions, targets):
                for r, t in zip(reconstructions, targets))
 
 
+def input_gradients(scores, inputs):
+    """Gradients of ``sum(scores(*inputs))`` with respect to each tensor of ``inputs``, taken
+    inside a training step (tf.GradientTape on TensorFlow, jax.grad on JAX), so that they can
+    be differentiated again with respect to the variables ``scores`` reads."""
+    backend = _check_backend()
+    inputs = list(inputs)
+    if backend == "jax":
+        import jax
+        return jax.grad(lambda xs: ops.sum(scores(*xs)))(inputs)
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        total = ops.sum(scores(*inputs))
+    return tape.gradient(total, inputs)
+
+
 def gradient_penalty(critic, real, fake, epsilon, weight=10.0):
     """WGAN-GP penalty ``weight * E[(||grad D(x_hat)||_2 - 1)^2]`` (Gulrajani et al. 2017).
 
@@ -333,24 +365,172 @@ def gradient_penalty(critic, real, fake, epsilon, weight=10.0):
     resolutions of the squared gradients, i.e. the critic is one function of the pair.
     Returns a float32 scalar.
     """
-    import tensorflow as tf  # the inner gradient is TensorFlow's GradientTape
-    eps = tf.cast(epsilon, tf.float32)
+    eps = ops.cast(epsilon, "float32")
     mixed = []
     for x, x_fake in zip(real, fake):
-        e = tf.reshape(eps, [-1] + [1] * (len(x.shape) - 1))
-        mixed.append(e * tf.cast(x, tf.float32) + (1.0 - e) * tf.cast(x_fake, tf.float32))
-    with tf.GradientTape() as tape:
-        tape.watch(mixed)
-        scores = tf.cast(critic(*mixed), tf.float32)
-    grads = tape.gradient(scores, mixed)  # sum of per-sample scores: per-sample gradients
-    squared = sum(tf.reduce_sum(tf.square(g), axis=list(range(1, len(g.shape)))) for g in grads)
-    norm = tf.sqrt(squared + 1e-12)  # finite gradient of the norm at 0
-    return weight * tf.reduce_mean(tf.square(norm - 1.0))
+        e = ops.reshape(eps, (-1,) + (1,) * (len(x.shape) - 1))
+        mixed.append(e * ops.cast(x, "float32") + (1.0 - e) * ops.cast(x_fake, "float32"))
+    # the gradient of the sum of per-sample scores holds the per-sample gradients
+    grads = input_gradients(lambda *images: ops.cast(critic(*images), "float32"), mixed)
+    squared = sum(ops.sum(ops.square(g), axis=tuple(range(1, len(g.shape)))) for g in grads)
+    norm = ops.sqrt(squared + 1e-12)  # finite gradient of the norm at 0
+    return weight * ops.mean(ops.square(norm - 1.0))
+
+
+# --- noise ------------------------------------------------------------------------------------
+# The GAN draws its noise from a counter-based generator written in keras.ops: every value is a
+# hash of (seed, iteration, replica, draw, element). Every backend thus draws the same numbers
+# (TensorFlow's and JAX's own stateless generators differ), and a run resumed from a
+# checkpoint repeats what the uninterrupted run would do.
+
+_LOWBIAS32 = ((16, np.uint32(0x7FEB352D)), (15, np.uint32(0x846CA68B)))
+_GOLDEN = np.uint32(0x9E3779B9)
+
+
+def _mix32(x):
+    """lowbias32 (C. Wellons' integer hash) of uint32 words: a bijection in which every
+    output bit depends on every input bit."""
+    for shift, factor in _LOWBIAS32:
+        x = ops.multiply(ops.bitwise_xor(x, ops.right_shift(x, shift)), factor)
+    return ops.bitwise_xor(x, ops.right_shift(x, 16))
+
+
+def _word(value):
+    """A Python int (modulo 2^32) or an integer tensor as uint32."""
+    if isinstance(value, (int, np.integer)):
+        return ops.convert_to_tensor(np.uint32(int(value) % 2**32))
+    return ops.cast(value, "uint32")
+
+
+def _fold(key, word):
+    """The uint32 key derived from ``key`` and ``word`` (broadcast against each other)."""
+    return _mix32(ops.bitwise_xor(_word(key), _mix32(ops.add(_word(word), _GOLDEN))))
+
+
+def counter_key(*words):
+    """A uint32 key hashed from ``words`` (Python ints or integer tensors, modulo 2^32)."""
+    key = _word(0)
+    for word in words:
+        key = _fold(key, word)
+    return key
+
+
+def _bits(key, shape, first=0):
+    """Random uint32 words of ``shape`` ((n,) or (n, m); ints or scalar tensors): ``key``
+    folded with each element's row-major index, rows counted from ``first``."""
+    index = _word(ops.arange(shape[0])) + _word(first)
+    if len(shape) == 2:
+        index = index[:, None] * _word(shape[1]) + _word(ops.arange(shape[1]))[None, :]
+    return _fold(key, index)
+
+
+def counter_uniform(key, shape, first=0):
+    """Uniform float32 draws in [0, 1) of ``shape`` (24 random bits each) from ``key``; rows
+    from ``first`` on of the stream of ``key``."""
+    return ops.cast(ops.right_shift(_bits(key, shape, first), 8), "float32") * 2.0**-24
+
+
+def counter_normal(key, shape, first=0):
+    """Standard normal float32 draws of ``shape`` from ``key`` (Box-Muller transform of two
+    uniform streams), rows from ``first`` on."""
+    u = 1.0 - counter_uniform(_fold(key, 1), shape, first)  # in (0, 1]
+    v = counter_uniform(_fold(key, 2), shape, first)
+    return ops.sqrt(-2.0 * ops.log(u)) * ops.cos(2.0 * np.pi * v)
+
+
+def counter_quadrants(key, size, first=0):
+    """(size,) int32 draws uniform over 0..3 from ``key`` (the top two random bits), from
+    element ``first`` on."""
+    return ops.cast(ops.right_shift(_bits(key, (size,), first), 30), "int32")
+
+
+# --- backends ---------------------------------------------------------------------------------
+
+BACKENDS = ("tensorflow", "jax")
+
+
+def _check_backend():
+    """Keras' backend name; UserInputError unless the GAN can train on it (BACKENDS)."""
+    backend = keras.backend.backend()
+    if backend not in BACKENDS:
+        raise UserInputError(f"KERAS_BACKEND={backend}: the multifield GAN trains on "
+                             f"{' or '.join(BACKENDS)} (its gradient penalty differentiates "
+                             "the critic inside the step)")
+    return backend
+
+
+def _in_tf_distribute():
+    """Whether a tf.distribute strategy is in scope (never when TensorFlow is not imported)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and tf.distribute.has_strategy()
+
+
+def _replica_id():
+    """This replica's index in a tf.distribute step (0 outside one and on JAX)."""
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    import tensorflow as tf
+    context = tf.distribute.get_replica_context()
+    return 0 if context is None else context.replica_id_in_sync_group
+
+
+def _replicas():
+    """Replicas in sync of the tf.distribute strategy (1 on JAX)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def default_optimizer(learning_rate=2e-4):
     """Adam(learning_rate, beta_1=0.5, beta_2=0.999); 2e-4 is the FastGAN / paper setting."""
     return keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.999)
+
+
+_NOT_COMPILED = {
+    "optimizer": "a GAN has two optimizers: pass d_optimizer and g_optimizer",
+    "loss": "the GAN's losses are set by MultifieldGAN(loss='wgan-gp' or 'hinge', gp_weight, "
+            "reconstruction_weight)",
+    "loss_weights": "the GAN's losses are weighted by MultifieldGAN(gp_weight, "
+                    "reconstruction_weight)",
+    "metrics": "the GAN's metrics are fixed (d_loss, g_loss, gp, recon, wasserstein): it has "
+               "no (y_true, y_pred) for a metric",
+    "weighted_metrics": "the GAN's metrics are fixed (d_loss, g_loss, gp, recon, wasserstein)",
+}
+
+
+class GANOptimizers:
+    """The discriminator's and the generator's optimizers as the one ``model.optimizer`` that
+    Keras' trainers and callbacks read: their ``variables`` (the optimizer state of the JAX
+    step), ``built`` / ``build``, ``iterations`` (the generator's steps, one per iteration)
+    and ``optimizers`` (what the learning-rate callbacks adjust, e.g. ReduceLROnPlateau)."""
+
+    def __init__(self, gan):
+        self.pairs = ((gan.d_optimizer, gan.discriminator), (gan.g_optimizer, gan.generator))
+
+    @property
+    def optimizers(self):
+        return [optimizer for optimizer, _ in self.pairs]
+
+    @property
+    def variables(self):
+        return [v for optimizer in self.optimizers for v in optimizer.variables]
+
+    @property
+    def built(self):
+        return all(optimizer.built for optimizer in self.optimizers)
+
+    @property
+    def iterations(self):
+        return self.optimizers[-1].iterations
+
+    def build(self, variables=None):
+        """Create each optimizer's variables (moments, step count) for its network's trainable
+        variables (``variables``, the whole model's, is not needed), so that a checkpoint
+        restores them instead of leaving fresh ones."""
+        for optimizer, network in self.pairs:
+            if not optimizer.built:
+                optimizer.build(network.trainable_variables)
 
 
 @keras.saving.register_keras_serializable(package="tfastro")
@@ -367,15 +547,34 @@ class MultifieldGAN(keras.Model):
         min(d, (1 + t) / (10 + t)) (warm-up, as TensorFlow's ExponentialMovingAverage with
         num_updates), so it is useful after short runs too.
       n_critic: discriminator steps per generator step (all on the same real batch).
-      seed: seed of the noise drawn in train_step. Every draw (z, interpolation epsilon,
-        decoder quadrant) is stateless, keyed on (seed, iteration, replica, draw), so a run
-        resumed from a checkpoint repeats exactly what the uninterrupted run would do.
+      seed: seed of the noise drawn in the steps. Every draw (z, interpolation epsilon,
+        decoder quadrant) is a counter-based hash of (seed, iteration, replica, draw), the
+        same on every backend (see ``noise``), so a run resumed from a checkpoint repeats
+        exactly what the uninterrupted run would do.
 
     ``fit`` takes batches (maps (B, R, R, C) in [-1, 1], theta (B, n_params)); the real
-    half-resolution map is the 2x2 average pool of the full one. ``compile(d_optimizer,
-    g_optimizer)``; the model (with ``ema_generator``, the iteration counter and both
-    optimizers' state) is built by ``build()`` and saved whole in ``.keras`` files.
-    Metrics: d_loss, g_loss, gp, recon, wasserstein (E[D(real)] - E[D(fake)]).
+    half-resolution map is the 2x2 average pool of the full one. A step makes ``n_critic``
+    discriminator updates, one generator update and the EMA update, and counts one
+    ``iteration``. ``evaluate`` (and ``fit``'s ``validation_data``) computes the same losses
+    and updates nothing: the trained generator in inference mode (batch norm on its moving
+    statistics) and the noise of iteration 0, which training never draws, its row k for the
+    k-th sample evaluated, so the results depend neither on the batching nor, from epoch to
+    epoch, on anything but the networks. Metrics, means over the samples of the epoch or the
+    evaluation: d_loss, g_loss, gp, recon, wasserstein
+    (E[D(real)] - E[D(fake)]); fit reports the validation ones as ``val_<name>``, which
+    EarlyStopping or ModelCheckpoint can monitor, told the direction (``mode="min"``; Keras
+    cannot tell it for a GAN's metric).
+
+    ``compile(d_optimizer, g_optimizer)``: the losses are the constructor's, so compile takes
+    no loss nor metrics; ``model.optimizer`` holds both optimizers (``GANOptimizers``). The
+    model (with ``ema_generator``, the iteration counter and both optimizers' state) is built
+    by ``build()`` and saved whole in ``.keras`` files.
+
+    Backends: TensorFlow and JAX, the same steps on the same noise. On JAX Keras calls the
+    stateless ``train_step(state, data)``, and the gradient penalty differentiates the
+    critic with jax.grad. Distribution with tf.distribute (``--strategy`` mirrored or
+    multi_worker_mirrored) is TensorFlow-only: ``compile`` under a tf.distribute strategy on
+    another backend is refused.
     """
 
     def __init__(self, generator, discriminator, loss="wgan-gp", gp_weight=10.0,
@@ -404,12 +603,12 @@ class MultifieldGAN(keras.Model):
         self.ema_generator.trainable = False
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", "gp", "recon", "wasserstein")}
-        self.d_optimizer = None
-        self.g_optimizer = None
+        self.samples = keras.metrics.Sum(name="samples")  # of an evaluation so far
+        self.d_optimizer = self.g_optimizer = self.optimizer = None
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [*self.trackers.values(), self.samples]
 
     # --- building, compiling, saving ---------------------------------------------------------
 
@@ -423,12 +622,14 @@ class MultifieldGAN(keras.Model):
             if average.shape != weight.shape:
                 raise ValueError(f"EMA weight {average.path} {average.shape} does not match "
                                  f"{weight.path} {weight.shape}")
-            average.assign(weight)
+            # a copy: on JAX a shared buffer would be donated twice by each step
+            average.assign(ops.copy(weight.value))
         self.iteration = self.add_weight(name="iteration", shape=(), dtype="int64",
                                          initializer="zeros", trainable=False,
                                          aggregation="only_first_replica")
         self.built = True
-        self.build_optimizers()
+        if self.optimizer is not None:
+            self.optimizer.build()
 
     def get_build_config(self):
         return {"built": True} if self.built else {}
@@ -437,44 +638,57 @@ class MultifieldGAN(keras.Model):
         if config:
             self.build()
 
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+    def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss=True, **kwargs):
         """Set the two optimizers (default ``default_optimizer()`` each); under a
-        mixed_float16 policy each is wrapped in a LossScaleOptimizer. Other keyword
-        arguments (run_eagerly, jit_compile, steps_per_execution) go to keras' compile.
-        Builds the model and both optimizers."""
+        mixed_float16 policy each is wrapped in a LossScaleOptimizer (unless
+        ``auto_scale_loss`` is False). Other keyword arguments (run_eagerly, jit_compile,
+        steps_per_execution) go to keras' compile; ``optimizer``, ``loss``, ``loss_weights``,
+        ``metrics`` and ``weighted_metrics`` are refused (UserInputError: the losses and
+        metrics are the GAN's own). Builds the model and both optimizers."""
+        for name, reason in _NOT_COMPILED.items():
+            if kwargs.get(name) is not None:
+                raise UserInputError(f"MultifieldGAN.compile({name}={kwargs[name]!r}): {reason}")
+        if d_optimizer is not None and d_optimizer is g_optimizer:
+            raise UserInputError("MultifieldGAN.compile: d_optimizer and g_optimizer are one "
+                                 "object; each network needs its own optimizer")
+        backend = _check_backend()
+        if backend != "tensorflow" and _in_tf_distribute():
+            raise UserInputError(f"MultifieldGAN compiled in a tf.distribute strategy with "
+                                 f"KERAS_BACKEND={backend}: tf.distribute needs the TensorFlow "
+                                 "backend (on JAX, keras.distribution spreads a step)")
+        kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_COMPILED}
         super().compile(optimizer=None, **kwargs)
         if not self.built:
             self.build()
-        self.d_optimizer = self._scaled(d_optimizer or default_optimizer(), self.discriminator)
-        self.g_optimizer = self._scaled(g_optimizer or default_optimizer(), self.generator)
-        self.build_optimizers()
+        self.d_optimizer = self._scaled(d_optimizer or default_optimizer(), self.discriminator,
+                                        auto_scale_loss)
+        self.g_optimizer = self._scaled(g_optimizer or default_optimizer(), self.generator,
+                                        auto_scale_loss)
+        self.optimizer = GANOptimizers(self)
+        self.optimizer.build()
 
     @staticmethod
-    def _scaled(optimizer, network):
-        if (network.dtype_policy.name == "mixed_float16"
+    def _scaled(optimizer, network, auto_scale_loss):
+        if (auto_scale_loss and network.dtype_policy.name == "mixed_float16"
                 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
             return keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
-    def build_optimizers(self):
-        """Create both optimizers' variables (moments, step counts), so that a checkpoint
-        restores them instead of leaving fresh ones. No-op before build() and compile()."""
-        if not self.built or self.d_optimizer is None:
-            return
-        if not self.d_optimizer.built:
-            self.d_optimizer.build(self.discriminator.trainable_variables)
-        if not self.g_optimizer.built:
-            self.g_optimizer.build(self.generator.trainable_variables)
-
     def get_compile_config(self):
+        """Both optimizers, run_eagerly and steps_per_execution; jit_compile is left to
+        resolve where the model is loaded (its "auto" depends on the backend and devices)."""
         if self.d_optimizer is None:
             return {}
         return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+                "run_eagerly": self.run_eagerly,
+                "steps_per_execution": self.steps_per_execution}
 
     def compile_from_config(self, config):
-        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+        config = dict(config)  # files saved before hold the optimizers only
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config.pop("d_optimizer")),
+                     g_optimizer=keras.saving.deserialize_keras_object(config.pop("g_optimizer")),
+                     **config)
 
     def get_config(self):
         return {**super().get_config(),
@@ -542,66 +756,156 @@ class MultifieldGAN(keras.Model):
         return denormalise_maps(self.generate(theta.astype("float32"), z, seed, use_ema,
                                               batch_size), fields)
 
-    # --- training ----------------------------------------------------------------------------
+    # --- training and evaluation --------------------------------------------------------------
 
-    def _draw_seed(self, iteration, draw):
-        """Stateless seed for draw number ``draw`` of step ``iteration`` on this replica."""
-        import tensorflow as tf
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        seed = tf.stack([tf.constant(self.seed, tf.int64), iteration])
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
-        return tf.random.experimental.stateless_fold_in(seed, draw)
+    def noise(self, iteration, draw, batch, first=0):
+        """The noise of draw ``draw`` (critic step ``draw`` < n_critic, the generator step
+        = n_critic) of iteration ``iteration`` (0: evaluation) for samples ``first`` to
+        ``first + batch - 1`` on this replica: (z (batch, latent_dim) float32 standard normal,
+        epsilon (batch,) float32 uniform in [0, 1), quadrant (batch,) int32 uniform over
+        0..3)."""
+        key = counter_key(self.seed, iteration, _replica_id(), draw)
+        return (counter_normal(_fold(key, 0), (batch, self.generator.latent_dim), first),
+                counter_uniform(_fold(key, 1), (batch,), first),
+                counter_quadrants(_fold(key, 2), batch, first))
 
-    def _critic_step(self, real_full, real_half, theta, iteration, step):
-        """One discriminator update; returns (d_loss, gp, recon, wasserstein) float32."""
-        import tensorflow as tf
-        batch = tf.shape(real_full)[0]
-        z = tf.random.stateless_normal((batch, self.generator.latent_dim),
-                                       self._draw_seed(iteration, 3 * step))
-        epsilon = tf.random.stateless_uniform((batch,), self._draw_seed(iteration, 3 * step + 1))
-        quadrant = tf.random.stateless_uniform((batch,), self._draw_seed(iteration, 3 * step + 2),
-                                               minval=0, maxval=4, dtype=tf.int32)
-        fake_full, fake_half = self.generator([z, theta], training=True)
-        targets = reconstruction_targets(real_full, self.discriminator.reconstruction_size,
+    def train_step(self, *args):
+        """One iteration on a batch (see the class docstring). Keras calls
+        ``train_step(data)`` on TensorFlow and the stateless ``train_step(state, data)`` on JAX,
+        which returns the new state with the logs."""
+        if keras.backend.backend() == "jax":
+            return self._stateless(self._train, *args)
+        return self._train(*args)
+
+    def test_step(self, *args):
+        """The losses on a batch, updating nothing (see the class docstring);
+        ``test_step(data)`` on TensorFlow, ``test_step(state, data)`` on JAX."""
+        if keras.backend.backend() == "jax":
+            return self._stateless(self._test, *args)
+        return self._test(*args)
+
+    def _stateless(self, step, state, data):
+        """``step(data)`` on the values of Keras' JAX state (trainable, non-trainable,
+        optimizer (training only) and metrics variables, in the order of Keras' JAX trainer)
+        instead of the variables: returns (logs, the new state)."""
+        groups = [self.trainable_variables, self.non_trainable_variables]
+        if len(state) == 4:
+            groups.append(self.optimizer.variables)
+        groups.append(self.metrics_variables)
+        mapping = [(variable, value) for variables, values in zip(groups, state)
+                   for variable, value in zip(variables, values)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = step(data)
+        return logs, tuple([scope.get_current_value(v) for v in variables] for variables in groups)
+
+    def _train(self, data):
+        """The iteration of ``train_step``, written once for both backends: variables are
+        read and assigned as usual (on JAX inside the step's StatelessScope) and only the
+        gradient step differs (``_minimise``)."""
+        real_full, theta = self._unpack(data)
+        real = (real_full, average_pool(real_full, 2))
+        self.iteration.assign_add(1)
+        iteration = ops.convert_to_tensor(self.iteration)
+        batch = ops.shape(real_full)[0]
+        critic = self._critic(theta, training=True)
+        for step in range(self.n_critic):
+            z, epsilon, quadrant = self.noise(iteration, step, batch)
+            fake = self.generator([z, theta], training=True)
+            d_loss, parts = self._minimise(
+                self.d_optimizer, self.discriminator,
+                functools.partial(self._critic_loss, critic, real, fake, epsilon, quadrant))
+        z = self.noise(iteration, self.n_critic, batch)[0]
+        g_loss, _ = self._minimise(
+            self.g_optimizer, self.generator,
+            lambda: (self._generator_loss(critic, self.generator([z, theta], training=True)), {}))
+        self._update_ema(iteration)
+        return self._record(batch, d_loss=d_loss, g_loss=g_loss, **parts)
+
+    def _test(self, data):
+        """The evaluation of ``test_step`` on both backends."""
+        real_full, theta = self._unpack(data)
+        batch = ops.shape(real_full)[0]
+        # sample k of an evaluation draws row k of the noise, however the data are batched
+        z, epsilon, quadrant = self.noise(0, 0, batch, ops.cast(self.samples.result(), "int32"))
+        self.samples.update_state(ops.cast(batch, "float32"))
+        fake = self.generator([z, theta], training=False)
+        critic = self._critic(theta, training=False)
+        d_loss, parts = self._critic_loss(critic, (real_full, average_pool(real_full, 2)), fake,
+                                          epsilon, quadrant)
+        return self._record(batch, d_loss=d_loss, g_loss=self._generator_loss(critic, fake),
+                            **parts)
+
+    def _critic(self, theta, training):
+        """The discriminator as a function of the maps (full, half) at parameters theta."""
+        return lambda full, half, **kwargs: self.discriminator([full, half, theta],
+                                                               training=training, **kwargs)
+
+    def _critic_loss(self, critic, real, fake, epsilon, quadrant):
+        """(d_loss, {"gp", "recon", "wasserstein"}) float32 of the critic on real and fake
+        (full, half) maps; epsilon (B,) mixes them for the gradient penalty, quadrant (B,)
+        picks the decoders' targets."""
+        real_logits, reconstructions = critic(*real, return_reconstructions=True,
+                                              quadrant=quadrant)
+        fake_logits = critic(*fake)
+        wasserstein = ops.mean(real_logits) - ops.mean(fake_logits)
+        if self.loss_name == "wgan-gp":
+            adversarial = -wasserstein
+            gp = gradient_penalty(critic, real, fake, epsilon, self.gp_weight)
+        else:
+            adversarial = (ops.mean(ops.relu(1.0 - real_logits))
+                           + ops.mean(ops.relu(1.0 + fake_logits)))
+            gp = ops.zeros((), "float32")
+        targets = reconstruction_targets(real[0], self.discriminator.reconstruction_size,
                                          quadrant)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        network = self.discriminator
-        with tf.GradientTape() as tape:
-            real_logits, reconstructions = network([real_full, real_half, theta], training=True,
-                                                   return_reconstructions=True, quadrant=quadrant)
-            fake_logits = network([fake_full, fake_half, theta], training=True)
-            wasserstein = ops.mean(real_logits) - ops.mean(fake_logits)
-            if self.loss_name == "wgan-gp":
-                adversarial = -wasserstein
-                gp = gradient_penalty(lambda f, h: network([f, h, theta], training=True),
-                                      (real_full, real_half), (fake_full, fake_half),
-                                      epsilon, self.gp_weight)
-            else:
-                adversarial = (ops.mean(ops.relu(1.0 - real_logits))
-                               + ops.mean(ops.relu(1.0 + fake_logits)))
-                gp = ops.zeros((), "float32")
-            recon = reconstruction_loss(reconstructions, targets)
-            d_loss = adversarial + gp + self.reconstruction_weight * recon
-            scaled = self.d_optimizer.scale_loss(d_loss / replicas)
-        grads = tape.gradient(scaled, network.trainable_variables)
-        self.d_optimizer.apply_gradients(zip(grads, network.trainable_variables))
-        return d_loss, gp, recon, wasserstein
+        recon = reconstruction_loss(reconstructions, targets)
+        d_loss = adversarial + gp + self.reconstruction_weight * recon
+        return d_loss, {"gp": gp, "recon": recon, "wasserstein": wasserstein}
 
-    def _generator_step(self, theta, iteration):
-        """One generator update; returns g_loss float32."""
+    @staticmethod
+    def _generator_loss(critic, fake):
+        """-E[D(fake)] of fake (full, half) maps, float32."""
+        return -ops.mean(critic(*fake))
+
+    def _minimise(self, optimizer, network, loss_fn):
+        """``loss_fn() -> (loss, parts)``, and one ``optimizer`` step of ``network``'s trainable
+        variables down the gradient of loss; returns (loss, parts)."""
+        variables = network.trainable_variables
+        if keras.backend.backend() == "jax":
+            return self._jax_minimise(optimizer, variables, loss_fn)
         import tensorflow as tf
-        batch = tf.shape(theta)[0]
-        z = tf.random.stateless_normal((batch, self.generator.latent_dim),
-                                       self._draw_seed(iteration, 3 * self.n_critic))
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            fake_full, fake_half = self.generator([z, theta], training=True)
-            g_loss = -ops.mean(self.discriminator([fake_full, fake_half, theta], training=True))
-            scaled = self.g_optimizer.scale_loss(g_loss / replicas)
-        grads = tape.gradient(scaled, self.generator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
-        return g_loss
+            loss, parts = loss_fn()
+            # tf.distribute sums the replicas' gradients: each replica's loss is its share
+            scaled = optimizer.scale_loss(loss / _replicas())
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return loss, parts
+
+    def _jax_minimise(self, optimizer, variables, loss_fn):
+        """``_minimise`` inside the JAX step's StatelessScope, where each variable reads its
+        state value: jax.grad differentiates loss_fn run in an inner scope that maps
+        ``variables`` to its arguments (every other variable to its value), and the optimizer
+        step and the batch-norm statistics loss_fn updated are assigned to the outer scope."""
+        import jax
+        values = [(v, v.value) for v in self.variables + self.optimizer.variables]
+
+        def scaled_loss(weights):
+            with keras.StatelessScope(state_mapping=values + list(zip(variables, weights))) \
+                    as scope:
+                loss, parts = loss_fn()
+                scaled = optimizer.scale_loss(loss)
+            states = [scope.get_current_value(v) for v in self.non_trainable_variables]
+            return scaled, (loss, parts, states)
+
+        grads, (loss, parts, states) = jax.grad(scaled_loss, has_aux=True)(
+            [v.value for v in variables])
+        for variable, state in zip(self.non_trainable_variables, states):
+            variable.assign(state)
+        weights, optimizer_state = optimizer.stateless_apply(
+            [v.value for v in optimizer.variables], grads, [v.value for v in variables])
+        for variable, value in zip(list(variables) + optimizer.variables,
+                                   weights + optimizer_state):
+            variable.assign(value)
+        return loss, parts
 
     def _update_ema(self, iteration):
         """ema <- d ema + (1 - d) w for every generator weight (batch-norm statistics too),
@@ -610,6 +914,13 @@ class MultifieldGAN(keras.Model):
         decay = ops.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
         for average, weight in zip(self.ema_generator.weights, self.generator.weights):
             average.assign(decay * average + (1.0 - decay) * weight)
+
+    def _record(self, batch, **values):
+        """Add the step's values, means over ``batch`` samples, to the metrics (means over
+        samples); returns the metrics' values."""
+        for name, value in values.items():
+            self.trackers[name].update_state(value, sample_weight=batch)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _unpack(self, data):
         """(real_full float32 (B, R, R, C), theta float32 (B, n_params)) from a batch."""
@@ -629,20 +940,3 @@ class MultifieldGAN(keras.Model):
         elif theta.shape[-1] != n:
             raise ValueError(f"theta must have shape (B, {n}), got {theta.shape}")
         return ops.cast(real_full, "float32"), ops.cast(theta, "float32")
-
-    def train_step(self, data):
-        import tensorflow as tf
-        real_full, theta = self._unpack(data)
-        real_half = average_pool(real_full, 2)
-        self.iteration.assign_add(1)
-        iteration = tf.identity(self.iteration.value)
-        for step in range(self.n_critic):
-            d_loss, gp, recon, wasserstein = self._critic_step(real_full, real_half, theta,
-                                                               iteration, step)
-        g_loss = self._generator_step(theta, iteration)
-        self._update_ema(iteration)
-        values = {"d_loss": d_loss, "g_loss": g_loss, "gp": gp, "recon": recon,
-                  "wasserstein": wasserstein}
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -26,7 +26,8 @@ class ParameterRegressor(keras.Model):
       width: channels of the first block.
 
     ``call(maps)``: maps ``(B, R, R, C)`` (e.g. normalised log10 maps in [-1, 1]); returns
-    ``(B, P)`` float32 parameters in the normalisation they were trained on.
+    ``(B, P)`` float32 parameters in the normalisation they were trained on. The input shape
+    follows from the arguments, so the model is built when made, as a functional model is.
     """
 
     def __init__(self, resolution, channels=3, n_params=2, width=16, **kwargs):
@@ -56,6 +57,9 @@ class ParameterRegressor(keras.Model):
                                name="hidden"),
         ]
         self.head = keras.layers.Dense(self.n_params, dtype="float32", name="theta")
+        self.input_spec = keras.InputSpec(shape=(None, self.resolution, self.resolution,
+                                                 self.channels))
+        self.build(self.input_spec.shape)
 
     def build(self, input_shape):
         expected = (self.resolution, self.resolution, self.channels)
@@ -63,10 +67,10 @@ class ParameterRegressor(keras.Model):
             raise ValueError(f"maps: expected shape (B, {self.resolution}, {self.resolution}, "
                              f"{self.channels}), got {tuple(input_shape)}")
         shape = tuple(input_shape)
-        for layer in self.feature_layers:
-            layer.build(shape)
+        for layer in self.feature_layers + [self.head]:
+            if not layer.built:
+                layer.build(shape)
             shape = layer.compute_output_shape(shape)
-        self.head.build(shape)
 
     def call(self, maps):
         x = maps
