@@ -13,6 +13,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfastro.core.distribute import even_batch, get_strategy, global_batch
 from tfastro.core.errors import UserInputError
@@ -127,6 +128,11 @@ def test_strategy_flags_are_checked(monkeypatch):
         get_strategy("multi_worker_mirrored")
     strategy = get_strategy("mirrored", n_gpu=1)  # no GPU: the CPU, one replica
     assert global_batch(8, strategy) == 8 * strategy.num_replicas_in_sync
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(UserInputError, match="--strategy=mirrored: tf.distribute needs Keras on "
+                                             "TensorFlow .* runs it on jax"):
+        get_strategy("mirrored")
+    assert get_strategy("default") is tf.distribute.get_strategy()
 
 
 @pytest.mark.parametrize("task, config", [

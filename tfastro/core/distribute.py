@@ -11,6 +11,7 @@
 """
 import os
 
+import keras
 import tensorflow as tf
 
 from tfastro.core.errors import UserInputError
@@ -55,9 +56,15 @@ def use_gpus(n_gpu=0):
 
 
 def get_strategy(name="default", n_gpu=0):
-    """The tf.distribute strategy ``name`` (one of STRATEGIES) on the first ``n_gpu`` GPUs."""
+    """The tf.distribute strategy ``name`` (one of STRATEGIES) on the first ``n_gpu`` GPUs.
+    TensorFlow-only: a strategy other than ``default`` distributes TensorFlow variables, and
+    is refused when Keras runs on another backend."""
     if name not in STRATEGIES:
         raise UserInputError(f"--strategy={name!r}: expected one of {', '.join(STRATEGIES)}")
+    if name != "default" and keras.backend.backend() != "tensorflow":
+        raise UserInputError(f"--strategy={name}: tf.distribute needs Keras on TensorFlow "
+                             f"(KERAS_BACKEND=tensorflow), this process runs it on "
+                             f"{keras.backend.backend()}")
     use_gpus(n_gpu)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
