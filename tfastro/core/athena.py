@@ -19,6 +19,12 @@ detect them by), refined meshes.
 Variable names of the same quantity (Athena++ ``src/outputs/outputs.cpp``): density ``rho``
 (primitive) or ``dens`` (conserved); cosmic-ray energy density ``Ec`` (the two-moment ``cr``
 module) or ``ecr`` (the ``crdiffusion`` module).
+
+Resampling an N^3 cube to ``grid``^3 (:func:`resample_cube`): block averages of
+(N / grid)^3 cells when grid divides N; otherwise periodic band-limited (Fourier) interpolation
+at the new cell centres, which keeps the mean and every mode below both grids' Nyquist
+frequency exactly (and, like any band-limited interpolation, may overshoot next to sharp
+jumps, even below 0 for a positive field).
 """
 import os
 
@@ -28,7 +34,7 @@ import numpy as np
 from tfastro.core.errors import UserInputError
 
 __all__ = ["DENSITY_VARIABLES", "COSMIC_RAY_ENERGY_VARIABLES", "athdf_variables", "read_athdf",
-           "first_variable", "write_athdf"]
+           "first_variable", "resample_cube", "write_athdf"]
 
 #: Athena++ names of the gas density, in order of preference (primitive, conserved).
 DENSITY_VARIABLES = ("rho", "dens")
@@ -200,6 +206,49 @@ def read_athdf(path, variables=None):
         info = {"time": float(handle.attrs.get("Time", np.nan)),
                 "cycle": int(handle.attrs.get("NumCycles", -1)), "box": box, "origin": origin}
     return cubes, info
+
+
+def _fourier_resample_axis(x, grid, axis):
+    """Band-limited resampling of periodic cell averages along ``axis`` to ``grid`` cells.
+
+    Output cell j is the interpolant at its centre, input-cell coordinate
+    j N / grid + (N / grid - 1) / 2; modes with |k| < min(N, grid) / 2 are kept exactly, the
+    Nyquist mode of the coarser grid is dropped (keeps the output real).
+    """
+    n = x.shape[axis]
+    modes = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
+    k = np.fft.fftfreq(n, 1.0 / n)
+    kept = np.abs(k) < min(n, grid) / 2.0
+    shift = np.exp(2j * np.pi * k[kept] * (n / grid - 1.0) / (2.0 * n))
+    out = np.zeros(modes.shape[:-1] + (grid,), dtype=complex)
+    out[..., k[kept].astype(np.int64) % grid] = modes[..., kept] * shift
+    return np.moveaxis(np.fft.ifft(out, axis=-1).real * (grid / n), -1, axis)
+
+
+def resample_cube(cube, grid):
+    """Resample a periodic cube ``(N, N, N)`` of cell values to ``(grid, grid, grid)`` float32.
+
+    Block averages of (N / grid)^3 cells when ``grid`` divides N; otherwise band-limited
+    (Fourier) interpolation at the new cell centres, which keeps the mean and every mode with
+    |k| < min(N, grid) / 2 exactly. Returns ``(cube, method)``, method "none", "block" or
+    "fourier".
+    """
+    cube = np.asarray(cube)
+    n = cube.shape[0]
+    if cube.ndim != 3 or len(set(cube.shape)) != 1:
+        raise ValueError(f"cube: expected an (N, N, N) array, got shape {cube.shape}")
+    if grid < 1:
+        raise ValueError(f"grid={grid}: expected a positive number of cells")
+    if grid == n:
+        return cube.astype(np.float32), "none"
+    if n % grid == 0:
+        f = n // grid
+        blocks = cube.reshape(grid, f, grid, f, grid, f).astype(np.float64)
+        return blocks.mean(axis=(1, 3, 5)).astype(np.float32), "block"
+    out = cube.astype(np.float64)
+    for axis in range(3):
+        out = _fourier_resample_axis(out, grid, axis)
+    return out.astype(np.float32), "fourier"
 
 
 def _blocks(cube, block, locations, ghosts):

@@ -12,11 +12,7 @@ Fields derived from the Athena++ variables (code units, Heaviside-Lorentz B as i
   variable) or ecr (the crdiffusion module's);
   magnetic_energy_density = (Bcc1^2 + Bcc2^2 + Bcc3^2) / 2.
 
-Resampling an N^3 cube to ``grid``^3 (:func:`resample_cube`): block averages of
-(N / grid)^3 cells when grid divides N; otherwise periodic band-limited (Fourier) interpolation
-at the new cell centres, which keeps the mean and every mode below both grids' Nyquist
-frequency exactly (and, like any band-limited interpolation, may overshoot next to sharp
-jumps, even below 0 for a positive field).
+Resampling an N^3 cube to ``grid``^3: :func:`tfastro.core.athena.resample_cube`.
 
 Image pipeline (:func:`classification_images`; numpy axis 0 of a cube is the slicing axis):
   log10 of the field, min-max over the whole cube to [0, 255] (non-finite -> 0)
@@ -42,7 +38,7 @@ import numpy as np
 from astropy.io import fits
 
 from tfastro.core.athena import (COSMIC_RAY_ENERGY_VARIABLES, DENSITY_VARIABLES, athdf_variables,
-                                 first_variable, read_athdf)
+                                 first_variable, read_athdf, resample_cube)
 from tfastro.core.errors import UserInputError
 
 __all__ = ["TURBULENCE_CLASSES", "CLASS_LABELS", "FIELDS", "CODE_UNITS", "athdf_variables",
@@ -99,49 +95,6 @@ def _derived(field, variables):
     if field == "magnetic_energy_density":
         return 0.5 * sum(b ** 2 for b in variables)
     return variables[0]
-
-
-def _fourier_resample_axis(x, grid, axis):
-    """Band-limited resampling of periodic cell averages along ``axis`` to ``grid`` cells.
-
-    Output cell j is the interpolant at its centre, input-cell coordinate
-    j N / grid + (N / grid - 1) / 2; modes with |k| < min(N, grid) / 2 are kept exactly, the
-    Nyquist mode of the coarser grid is dropped (keeps the output real).
-    """
-    n = x.shape[axis]
-    modes = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
-    k = np.fft.fftfreq(n, 1.0 / n)
-    kept = np.abs(k) < min(n, grid) / 2.0
-    shift = np.exp(2j * np.pi * k[kept] * (n / grid - 1.0) / (2.0 * n))
-    out = np.zeros(modes.shape[:-1] + (grid,), dtype=complex)
-    out[..., k[kept].astype(np.int64) % grid] = modes[..., kept] * shift
-    return np.moveaxis(np.fft.ifft(out, axis=-1).real * (grid / n), -1, axis)
-
-
-def resample_cube(cube, grid):
-    """Resample a periodic cube ``(N, N, N)`` of cell values to ``(grid, grid, grid)`` float32.
-
-    Block averages of (N / grid)^3 cells when ``grid`` divides N; otherwise band-limited
-    (Fourier) interpolation at the new cell centres, which keeps the mean and every mode with
-    |k| < min(N, grid) / 2 exactly. Returns ``(cube, method)``, method "none", "block" or
-    "fourier".
-    """
-    cube = np.asarray(cube)
-    n = cube.shape[0]
-    if cube.ndim != 3 or len(set(cube.shape)) != 1:
-        raise ValueError(f"cube: expected an (N, N, N) array, got shape {cube.shape}")
-    if grid < 1:
-        raise ValueError(f"grid={grid}: expected a positive number of cells")
-    if grid == n:
-        return cube.astype(np.float32), "none"
-    if n % grid == 0:
-        f = n // grid
-        blocks = cube.reshape(grid, f, grid, f, grid, f).astype(np.float64)
-        return blocks.mean(axis=(1, 3, 5)).astype(np.float32), "block"
-    out = cube.astype(np.float64)
-    for axis in range(3):
-        out = _fourier_resample_axis(out, grid, axis)
-    return out.astype(np.float32), "fourier"
 
 
 def _check_fields(fields, where):
