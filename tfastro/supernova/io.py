@@ -98,12 +98,11 @@ class Normalisation:
 
     def frames(self, density):
         """Physical density (any shape, > 0 for "log") -> float32 frames in [0, 1]."""
-        density = np.asarray(density, dtype=np.float64)
-        if self.kind == "log":
-            with np.errstate(divide="ignore"):
-                unit = (np.log10(density) - self.log_min) / (self.log_max - self.log_min)
-        else:
-            unit = density / self._scale()
+        if self.kind == "max":  # in float32, as the original's max-scaling
+            return np.clip(np.asarray(density, np.float32) / np.float32(self._scale()), 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            unit = (np.log10(np.asarray(density, np.float64)) - self.log_min) / (
+                self.log_max - self.log_min)
         return np.clip(unit, 0.0, 1.0).astype(np.float32)
 
     def density(self, frames):
