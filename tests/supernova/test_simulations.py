@@ -113,6 +113,8 @@ def test_command_writes_a_loadable_file_and_refuses_to_overwrite(series, tmp_pat
     ({"region": 25}, "region=25: expected 1 to 24 native cells"),
     ({"grid": 5, "region": 16}, "grid=5, region=16: .*block averages only"),
     ({"clip_length": 4}, "n_frames=6 must be a positive multiple of clip_length=4"),
+    ({"grid": 0}, "grid=0: expected a positive number of cells"),
+    ({"centre_frames": 0}, "centre_frames=0: expected at least 1"),
 ])
 def test_bad_arguments_are_refused(series, kwargs, match):
     with pytest.raises(UserInputError, match=match):
@@ -129,3 +131,14 @@ def test_mixed_meshes_and_repeated_times_are_refused(series, tmp_path):
         simulation_clips(series[:2] + series[:1])
     with pytest.raises(UserInputError, match="no .athdf files"):
         simulation_clips([])
+
+
+def test_outputs_without_mesh_data_give_lengths_in_cells(tmp_path):
+    paths = [write_athdf(tmp_path / f"b{k}.athdf", {"prim": {"rho": blast(t).transpose(2, 1, 0)}},
+                         block=(8, 8, 8), time=t, mesh_data=False) for k, t in enumerate(TIMES)]
+    clips = simulation_clips(paths, grid=16)
+    assert clips["units"]["length"] == "cell"
+    np.testing.assert_allclose(clips["centre"], CENTRE + 0.5, atol=0.02)
+    np.testing.assert_array_equal(clips["box_size"], [16, 16, 16])
+    again = simulation_clips(paths, grid=16, centre=tuple(CENTRE + 0.5))
+    np.testing.assert_array_equal(again["frames"], clips["frames"])

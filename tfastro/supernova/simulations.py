@@ -12,7 +12,8 @@ periodic wrap and brought to ``grid`` cells per side: as it is when ``region == 
 default: a crop), by block averages when ``grid`` divides ``region``, by band-limited
 interpolation when the whole periodic box is resampled (``region`` = the mesh).
 
-The centre is given (x, y, z in the box's length units; cells without mesh data) or detected:
+The centre is given (x, y, z in the box's length units; without mesh data in cells, the box
+spanning [0, n) along each axis) or detected:
 the circular mean, along each axis, of the cell positions weighted by the density change from
 the first frame, |rho_t - rho_0|, summed over the frames t = 1 .. ``centre_frames`` (the young
 shell), so a blast across the periodic boundary is found where it is.
@@ -53,6 +54,9 @@ def read_density_series(paths):
     for path in paths:
         name = first_variable(path, DENSITY_VARIABLES, athdf_variables(path), "the gas density")
         cubes, info = read_athdf(path, [name])
+        if not np.isfinite(info["time"]):
+            raise UserInputError(f"{path}: no Time attribute; expected Athena++ outputs of "
+                                 "a time series")
         frames.append((info["time"], path, cubes[name].transpose(2, 1, 0), info))
     frames.sort(key=lambda frame: frame[0])
     (time0, path0, cube0, info0) = frames[0]
@@ -79,6 +83,9 @@ def detect_centre(density, centre_frames=3):
     ``(T, X, Y, Z)``: per axis, the circular mean of the positions weighted by
     sum_{t=1..centre_frames} |rho_t - rho_0| (see the module docstring)."""
     density = np.asarray(density, dtype=np.float64)
+    if int(centre_frames) < 1:
+        raise UserInputError(f"centre_frames={centre_frames}: expected at least 1 frame after "
+                             "the first")
     if density.shape[0] < 2:
         raise UserInputError("detecting the centre needs at least two frames (the change from "
                              "the first); give the centre instead")
@@ -105,15 +112,12 @@ def periodic_cut(cube, centre, size):
 
 
 def _cell_centre(centre, box, origin, shape):
-    """A centre in box units (cells without a box) -> cell coordinates."""
-    if box is None:
-        return tuple(float(c) for c in centre)
+    """A position in box units -> cell coordinates (cell i's centre at i)."""
     return tuple((c - o) * n / b - 0.5 for c, o, n, b in zip(centre, origin, shape, box))
 
 
 def _box_centre(cells, box, origin, shape):
-    if box is None:
-        return tuple(cells)
+    """Cell coordinates -> a position in box units."""
     return tuple(o + (c + 0.5) * b / n for c, o, n, b in zip(cells, origin, shape, box))
 
 
@@ -139,15 +143,20 @@ def simulation_clips(paths, *, grid=None, region=None, centre=None, centre_frame
         raise UserInputError(f"normalisation={normalisation}, log_bounds={log_bounds}: the "
                              "bounds (log10 density at 0 and at 1) go with the log "
                              "normalisation and only with it")
+    for name, value in (("grid", grid), ("region", region)):
+        if value is not None and int(value) < 1:
+            raise UserInputError(f"{name}={value}: expected a positive number of cells")
     density, times, box, origin = read_density_series(paths)
     shape = density.shape[1:]
+    units = dict(CODE_UNITS)
+    if box is None:  # no mesh data: lengths in cells, the box spanning [0, n) along each axis
+        box, origin, units["length"] = shape, (0.0, 0.0, 0.0), "cell"
     region = _region(region, grid, shape)
     grid = int(grid or region)
-    if grid < 1 or (grid != region and region % grid
-                    and not region == shape[0] == shape[1] == shape[2]):
-        raise UserInputError(f"grid={grid}, region={region}: expected grid >= 1; a cut of the "
-                             "mesh is resampled by block averages only (grid dividing region), "
-                             "band-limited resampling needs the whole periodic cube")
+    if grid != region and region % grid and not region == shape[0] == shape[1] == shape[2]:
+        raise UserInputError(f"grid={grid}, region={region}: a cut of the mesh is resampled by "
+                             "block averages only (grid dividing region); band-limited "
+                             "resampling needs the whole periodic cube")
     cells = (detect_centre(density, centre_frames) if centre is None
              else _cell_centre(centre, box, origin, shape))
     cuts = np.stack([resample_cube(periodic_cut(frame, cells, region), grid)[0]
@@ -158,10 +167,8 @@ def simulation_clips(paths, *, grid=None, region=None, centre=None, centre_frame
     n_frames = len(times)
     clip_length = int(clip_length or n_frames)
     clips = default_clips(n_frames, clip_length, input_length)
-    cell = (np.ones(3) if box is None else np.asarray(box) / np.asarray(shape))
-    units = dict(CODE_UNITS, length="cell" if box is None else CODE_UNITS["length"])
     return {"frames": scale.frames(cuts)[:, None], "clips": clips, "times": times,
-            "box_size": region * cell, "centre": np.asarray(_box_centre(cells, box, origin, shape)),
+            "box_size": region * np.asarray(box) / np.asarray(shape), "centre": np.asarray(_box_centre(cells, box, origin, shape)),
             "units": units, "normalisation": scale}
 
 
