@@ -116,3 +116,14 @@ def test_run_writes_densities_and_refuses_other_normalisations(tmp_path):
         run(dataclasses.replace(cfg, normalisation="max", is_training=False,
                                 valid_data_paths=str(plain)), log=None)
     assert os.listdir(cfg.gen_frm_dir) == ["1"] and os.listdir(cfg.save_dir) == ["ckpt-1.keras"]
+
+
+def test_a_file_without_normalisation_is_refused_for_log_naming_the_flag(tmp_path, sn_file):
+    from tfastro.supernova.task import load_clips
+    cfg = small_config(tmp_path, sn_file, normalisation="log")
+    with pytest.raises(UserInputError, match=r"^--normalisation=log does not match "
+                       r"--valid_data_paths=.*sn.npz: its frames are max-normalised \(it states "
+                       r"none: the original's max-scaling\)$"):
+        load_clips(cfg, "valid_data_paths")
+    assert load_clips(dataclasses.replace(cfg, normalisation="max"),
+                      "valid_data_paths").normalisation() == Normalisation()

@@ -31,7 +31,7 @@ import numpy as np
 from tfastro.core.athena import (DENSITY_VARIABLES, athdf_variables, first_variable, read_athdf,
                                  resample_cube)
 from tfastro.core.errors import UserInputError
-from tfastro.supernova.io import Normalisation, default_clips, save_sn_npz
+from tfastro.supernova.io import NORMALISATIONS, Normalisation, default_clips, save_sn_npz
 
 __all__ = ["read_density_series", "detect_centre", "periodic_cut", "simulation_clips",
            "write_simulation_clips", "main"]
@@ -139,6 +139,9 @@ def simulation_clips(paths, *, grid=None, region=None, centre=None, centre_frame
       ``(T, 1, grid, grid, grid)`` in [0, 1], ``clips``, ``times`` ``(T,)``, ``box_size`` (X, Y, Z)
       of a clip's cube, ``centre`` (x, y, z) in the box, ``units``, ``normalisation``.
     """
+    if normalisation not in NORMALISATIONS:
+        raise UserInputError(f"normalisation={normalisation!r}: expected one of "
+                             f"{', '.join(NORMALISATIONS)}")
     if (normalisation == "log") != (log_bounds is not None):
         raise UserInputError(f"normalisation={normalisation}, log_bounds={log_bounds}: the "
                              "bounds (log10 density at 0 and at 1) go with the log "
@@ -168,8 +171,9 @@ def simulation_clips(paths, *, grid=None, region=None, centre=None, centre_frame
     clip_length = int(clip_length or n_frames)
     clips = default_clips(n_frames, clip_length, input_length)
     return {"frames": scale.frames(cuts)[:, None], "clips": clips, "times": times,
-            "box_size": region * np.asarray(box) / np.asarray(shape), "centre": np.asarray(_box_centre(cells, box, origin, shape)),
-            "units": units, "normalisation": scale}
+            "box_size": region * np.asarray(box) / np.asarray(shape),
+            "centre": np.asarray(_box_centre(cells, box, origin, shape)), "units": units,
+            "normalisation": scale}
 
 
 def _region(region, grid, shape):
@@ -216,7 +220,7 @@ def _parser():
                         "in box units (default: detected)")
     parser.add_argument("--centre_frames", type=int, default=3, help="frames after the first "
                         "whose density change locates the centre (default 3)")
-    parser.add_argument("--normalisation", choices=("max", "log"), default="max",
+    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="max",
                         help="max: density / its largest value (the original's); log: log10 "
                         "density between --log_bounds")
     parser.add_argument("--log_bounds", type=_numbers(2, "log10 rho at 0, at 1"),

@@ -11,7 +11,8 @@ Outputs of one forecast, under ``<gen_frm_dir>/<iteration>/``: ``metrics.json`` 
 frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
 ``num_save_samples`` clips, ``<k>/gt.npy`` (whole clip, (T, X, Y, Z, C)), ``<k>/pd.npy``
 (forecast of the output frames), with a data file that states its normalisation
-``<k>/pd_density.npy`` (the forecast as physical density), ``<k>/gt<i>.png``, ``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
+``<k>/pd_density.npy`` (the forecast as physical density), ``<k>/gt<i>.png``,
+``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
 """
 import json
 import os
@@ -30,7 +31,7 @@ MEMORY_FRACTION_FOR_ACTIVATIONS = 0.25
 
 def load_clips(cfg, flag):
     """Read and check the data of ``flag`` ('train_data_paths' or 'valid_data_paths')."""
-    from tfastro.supernova.io import check_sn_config, load_sn_npz
+    from tfastro.supernova.io import Normalisation, check_sn_config, load_sn_npz
     paths = getattr(cfg, flag)
     if not paths:
         raise UserInputError(f"--{flag}: no data file given")
@@ -41,12 +42,12 @@ def load_clips(cfg, flag):
     x, y, z = cfg.grid
     check_sn_config(data, total_length=cfg.total_length, width=x, height=y, depth=z,
                     channels=cfg.img_channel)
-    kind = data.normalisation().kind
-    if kind != cfg.normalisation:
+    stored = data.normalisation()
+    if stored.kind != cfg.normalisation:
         raise UserInputError(f"--normalisation={cfg.normalisation} does not match --{flag}="
-                             f"{paths}: its frames are {kind}-normalised"
-                             + (" (the original's, no normalisation stored)"
-                                if kind == "max" else ""))
+                             f"{paths}: its frames are {stored.kind}-normalised"
+                             + (" (it states none: the original's max-scaling)"
+                                if stored == Normalisation() else ""))
     return data
 
 
