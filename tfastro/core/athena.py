@@ -110,9 +110,9 @@ def _mesh_layout(handle, path, block_zyx, n_blocks):
         raise UserInputError(f"{path}: refined mesh (levels {sorted(set(levels.tolist()))}); "
                              "only uniform single-level meshes can be assembled")
     locations = np.asarray(handle["LogicalLocations"], dtype=np.int64)
-    if locations.shape != (n_blocks, 3) or (locations < 0).any():
+    if n_blocks < 1 or locations.shape != (n_blocks, 3) or (locations < 0).any():
         raise UserInputError(f"{path}: LogicalLocations of shape {locations.shape}; expected "
-                             f"({n_blocks}, 3) non-negative block indices")
+                             f"({n_blocks}, 3) non-negative block indices of at least one block")
     block = np.asarray(block_zyx[::-1], dtype=np.int64)  # (nx1, nx2, nx3)
     per_axis = locations.max(axis=0) + 1
     if "RootGridSize" in handle.attrs:
