@@ -11,6 +11,7 @@ CASES = CASES_OF_LAYOUT = ("supernova", "multifield", "dm2gal", "turbulence", "p
 SHARED = ("fields", "core")
 ROLES = {"io", "synthetic", "pipeline", "layers", "model", "optimizers", "regressor", "hod",
          "config", "task", "evaluation", "figures"}
+ROLES |= {"simulations"}  # a simulation code's outputs -> the case's data files
 
 
 def imported_modules(path):

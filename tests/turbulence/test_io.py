@@ -1,11 +1,13 @@
 """Turbulence data: Athena++ assembly and FITS conversion against planted cubes, resampling
 against analytic modes, each image-pipeline step against its defining property, the buffered
 split against a brute-force distance check, and the tf.data flips."""
-import h5py
+import warnings
+
 import numpy as np
 import pytest
 from astropy.io import fits
 
+from tfastro.core.athena import write_athdf as write_athdf_layout
 from tfastro.core.errors import UserInputError
 from tfastro.turbulence.io import (FIELDS, TURBULENCE_CLASSES, athena_to_fits, class_files,
                                    fits_units, read_athdf, read_fits_cube, resample_cube,
@@ -23,39 +25,22 @@ def _position_cube(n):
     return z, y, x
 
 
-def write_athdf(path, levels=None, with_ec=True, duplicate=False):
-    """A tiny uniform-mesh athdf: rho = 1 + x + 10 y + 100 z, Ec = 2 rho, Bcc = (1, x, z)."""
+def write_athdf(path, levels=None, with_ec=True, duplicate=False, **variant):
+    """A tiny uniform-mesh athdf (blocks of (x 4, y 2, z 8) cells stored shuffled):
+    rho = 1 + x + 10 y + 100 z, Ec = 2 rho, Bcc = (1, x, z); ``variant``: the layout writer's
+    options (dtype, mesh_data, ...)."""
     z, y, x = _position_cube(N_ATH)
     rho = 1.0 + x + 10.0 * y + 100.0 * z
-    block = (8, 2, 4)  # (nz, ny, nx)
-    locations = [(i, j, 0) for j in range(4) for i in range(2)]
-    order = np.random.default_rng(0).permutation(len(locations))  # blocks stored shuffled
-    locations = [locations[o] for o in order]
+    prim = {"rho": rho, "press": np.ones_like(rho), "vel1": x, "vel2": y, "vel3": z}
+    if with_ec:
+        prim["Ec"] = 2.0 * rho
+    locations = None
     if duplicate:
+        locations = [(i, j, 0) for j in range(4) for i in range(2)]
         locations[1] = locations[0]
-
-    def blocks(cube):
-        return np.stack([cube[:, j * 2:(j + 1) * 2, i * 4:(i + 1) * 4]
-                         for i, j, k in locations]).astype(np.float32)
-
-    prim = [rho, np.ones_like(rho), x, y, z] + ([2.0 * rho] if with_ec else [])
-    names = ["rho", "press", "vel1", "vel2", "vel3"] + (["Ec"] if with_ec else [])
-    with h5py.File(path, "w") as handle:
-        handle.attrs["RootGridSize"] = np.array([N_ATH] * 3, dtype=np.int32)
-        handle.attrs["MeshBlockSize"] = np.array(block[::-1], dtype=np.int32)
-        handle.attrs["NumMeshBlocks"] = np.int32(len(locations))
-        handle.attrs["DatasetNames"] = np.array([b"prim", b"B"])
-        handle.attrs["NumVariables"] = np.array([len(prim), 3], dtype=np.int32)
-        handle.attrs["VariableNames"] = np.array([n.encode() for n in names]
-                                                 + [b"Bcc1", b"Bcc2", b"Bcc3"])
-        handle.attrs["Time"] = 2.5
-        handle.attrs["RootGridX1"] = np.array([-0.5, 0.5, 1.0])
-        handle.attrs["RootGridX2"] = np.array([-0.5, 0.5, 1.0])
-        handle.attrs["RootGridX3"] = np.array([-0.5, 0.5, 1.0])
-        handle["prim"] = np.stack([blocks(c) for c in prim])
-        handle["B"] = np.stack([blocks(c) for c in (np.ones_like(rho), x, z)])
-        handle["LogicalLocations"] = np.array(locations, dtype=np.int64)
-        handle["Levels"] = np.zeros(len(locations), np.int32) if levels is None else levels
+    write_athdf_layout(path, {"prim": prim, "B": {"Bcc1": np.ones_like(rho), "Bcc2": x,
+                                                  "Bcc3": z}},
+                       block=(8, 2, 4), time=2.5, levels=levels, locations=locations, **variant)
     return rho
 
 
@@ -72,7 +57,8 @@ def test_read_athdf_places_blocks_by_logical_location(tmp_path):
 def test_athena_to_fits_derives_fields_resamples_and_writes_units(tmp_path):
     rho = write_athdf(tmp_path / "a.athdf")
     out = tmp_path / "a.fits"
-    athena_to_fits(tmp_path / "a.athdf", out, grid=4, header={"SIMCLASS": "cr_diffusion"})
+    with pytest.warns(UserWarning, match=r"a.athdf: resampling .* from 8\^3 to 4\^3 cells"):
+        athena_to_fits(tmp_path / "a.athdf", out, grid=4, header={"SIMCLASS": "cr_diffusion"})
     z, y, x = _position_cube(N_ATH)
     magnetic = 0.5 * (1.0 + x**2 + z**2)
 
@@ -96,10 +82,36 @@ def test_athena_to_fits_derives_fields_resamples_and_writes_units(tmp_path):
         assert hdus[1].data.dtype == np.dtype(">f4") and hdus[0].data is None
     with pytest.raises(UserInputError, match="a.fits.*exists"):
         athena_to_fits(tmp_path / "a.athdf", out, grid=4)
-    athena_to_fits(tmp_path / "a.athdf", out, fields=["density"], grid=None, overwrite=True,
-                   units={"density": "g cm-3"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the native grid (the default) is not resampled
+        athena_to_fits(tmp_path / "a.athdf", out, fields=["density"], overwrite=True,
+                       units={"density": "g cm-3"})
     np.testing.assert_array_equal(read_fits_cube(out, "density"), rho)
     assert fits_units(out, "density") == "g cm-3"
+
+
+def test_conserved_and_crdiffusion_outputs_give_the_same_fields(tmp_path):
+    """A cons file (density "dens") of a crdiffusion run (cosmic-ray energy "ecr"), float64."""
+    z, y, x = _position_cube(N_ATH)
+    rho = 1.0 + x + 10.0 * y + 100.0 * z
+    write_athdf_layout(tmp_path / "c.athdf", {"cons": {"dens": rho, "Etot": rho, "ecr": 3 * rho,
+                                                       "zeta": x},
+                                              "B": {"Bcc1": x, "Bcc2": y, "Bcc3": z}},
+                       block=(4, 4, 4), dtype=np.float64)
+    athena_to_fits(tmp_path / "c.athdf", tmp_path / "c.fits")
+    np.testing.assert_array_equal(read_fits_cube(tmp_path / "c.fits", "density"), rho)
+    np.testing.assert_array_equal(read_fits_cube(tmp_path / "c.fits", "cr_energy_density"),
+                                  3 * rho)
+    np.testing.assert_allclose(read_fits_cube(tmp_path / "c.fits", "magnetic_energy_density"),
+                               0.5 * (x**2 + y**2 + z**2), rtol=1e-6)
+
+
+def test_a_mesh_that_is_no_cube_is_refused_in_x_y_z_order(tmp_path):
+    z, y, x = np.meshgrid(np.arange(2), np.arange(4), np.arange(8), indexing="ij")
+    write_athdf_layout(tmp_path / "n.athdf", {"prim": {"rho": 1.0 + x + y + z}}, block=(2, 2, 4))
+    with pytest.raises(UserInputError, match=r"n.athdf: mesh of 8 x 4 x 2 cells \(x, y, z\) "
+                       "is not a cube"):
+        athena_to_fits(tmp_path / "n.athdf", tmp_path / "n.fits", fields=["density"])
 
 
 @pytest.mark.parametrize("kwargs, match", [

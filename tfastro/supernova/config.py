@@ -53,6 +53,11 @@ class MIM3DConfig(RunSettings):
     peephole: str = setting("voxel", "Peephole weights per voxel (original) or per channel (any "
                             "grid size).", ("voxel", "channel"))
     seed: int = setting(0, "Seed of the initial weights, shuffling and scheduled sampling.")
+    normalisation: str = setting(
+        "max", "How the data's frames map the density to [0, 1]: max (density / the file's "
+        "largest, the original's) or log (log10 density between the bounds the .npz states); "
+        "must match the data and the checkpoint; forecasts are also written as densities "
+        "(pd_density.npy) when the .npz states its normalisation.", ("max", "log"))
 
     @property
     def grid(self):

@@ -12,6 +12,22 @@ The file holds three arrays:
 ``dims``
     integer, shape ``(1, 4)``: ``(C, X, Y, Z)`` of one frame.
 
+Files written by tfastro may also hold (all optional; files without them still load):
+
+``normalisation``
+    a JSON string: how frames relate to the physical density rho (:class:`Normalisation`),
+    ``{"kind": "max", "scale": s}`` (frame = rho / s, the original's max-scaling) or
+    ``{"kind": "log", "log_min": a, "log_max": b}`` (frame = (log10 rho - a) / (b - a),
+    clipped to [0, 1]), with ``"units"`` of rho. Absent: max-scaling by an unknown scale.
+``times``
+    float64 ``(frames,)``: simulation time of each frame.
+``box_size``
+    float64 ``(3,)``: (X, Y, Z) extent of a frame's cube.
+``centre``
+    float64 ``(3,)``: (x, y, z) of the explosion centre in the simulation box.
+``units``
+    a JSON string: units of those, e.g. ``{"length": "code_length", "time": "code_time"}``.
+
 A training sample is clip ``i``'s input frames followed by its output frames, cut to
 ``total_length`` frames and transposed to channels-last: ``(time, X, Y, Z, C)``.
 Every problem with a file is reported as :class:`tfastro.core.errors.UserInputError` naming
@@ -19,6 +35,7 @@ the file and what was expected.
 """
 import contextlib
 import dataclasses
+import json
 import os
 import uuid
 import zipfile
@@ -29,6 +46,98 @@ from tfastro.core.errors import UserInputError
 
 #: Names of the arrays an sn ``.npz`` file must contain.
 REQUIRED_KEYS = ("input_raw_data", "clips", "dims")
+
+#: Optional arrays tfastro stores beside them (see the module docstring).
+EXTRA_KEYS = ("normalisation", "times", "box_size", "centre", "units")
+
+#: Normalisations of density frames to [0, 1].
+NORMALISATIONS = ("max", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """How frames in [0, 1] relate to the physical density rho.
+
+    Attributes:
+      kind: "max": frame = rho / scale, clipped to [0, 1] (the original 3D-MIM's, scale the
+        largest density); "log": frame = (log10 rho - log_min) / (log_max - log_min), clipped
+        to [0, 1].
+      scale: the max-scaling's divisor (None: unknown, so frames cannot be turned back).
+      log_min, log_max: log10 of the densities mapped to 0 and 1.
+      units: of rho (e.g. "code_density", "g cm-3").
+    """
+
+    kind: str = "max"
+    scale: float = None
+    log_min: float = None
+    log_max: float = None
+    units: str = ""
+
+    def __post_init__(self):
+        for name in ("scale", "log_min", "log_max"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+        if self.kind not in NORMALISATIONS:
+            raise UserInputError(f"normalisation {self.kind!r}: expected one of "
+                                 f"{', '.join(NORMALISATIONS)}")
+        if self.kind == "max" and self.scale is not None and not (
+                np.isfinite(self.scale) and self.scale > 0):
+            raise UserInputError(f"max normalisation: scale={self.scale}; expected a finite "
+                                 "positive density")
+        if self.kind == "log" and not (
+                self.log_min is not None and self.log_max is not None
+                and np.isfinite([self.log_min, self.log_max]).all()
+                and self.log_min < self.log_max):
+            raise UserInputError(f"log normalisation: bounds log10 rho = {self.log_min}, "
+                                 f"{self.log_max}; expected finite log_min < log_max")
+
+    @property
+    def invertible(self):
+        """Whether frames can be turned back into densities (:meth:`density`)."""
+        return self.kind == "log" or self.scale is not None
+
+    def frames(self, density):
+        """Physical density (any shape, > 0 for "log") -> float32 frames in [0, 1]."""
+        if self.kind == "max":  # in float32, as the original's max-scaling
+            return np.clip(np.asarray(density, np.float32) / np.float32(self._scale()), 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            unit = (np.log10(np.asarray(density, np.float64)) - self.log_min) / (
+                self.log_max - self.log_min)
+        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+    def density(self, frames):
+        """Frames (any shape) -> float32 physical density (frames clipped to [0, 1] first)."""
+        unit = np.clip(np.asarray(frames, dtype=np.float64), 0.0, 1.0)
+        if self.kind == "log":
+            return (10.0 ** (self.log_min + unit * (self.log_max - self.log_min))).astype(
+                np.float32)
+        return (unit * self._scale()).astype(np.float32)
+
+    def _scale(self):
+        if self.scale is None:
+            raise UserInputError("max normalisation without a stored scale: frames cannot be "
+                                 "turned back into densities")
+        return self.scale
+
+    def model_config(self):
+        """The part a trained model keeps: the kind and, for "log", the bounds (a max-scaled
+        file's scale is its own)."""
+        if self.kind == "log":
+            return {"kind": "log", "log_min": self.log_min, "log_max": self.log_max}
+        return {"kind": "max"}
+
+    def to_json(self):
+        return json.dumps({k: v for k, v in dataclasses.asdict(self).items()
+                           if v is not None and v != ""})
+
+    @classmethod
+    def from_json(cls, text, where="normalisation"):
+        """From :meth:`to_json`'s text (or a model config); UserInputError naming ``where``."""
+        try:
+            values = json.loads(text) if isinstance(text, str) else dict(text)
+            return cls(**values)
+        except (ValueError, TypeError) as err:
+            raise UserInputError(f"{where}: {text!r} is not a normalisation ({err})") from None
 
 
 @dataclasses.dataclass
@@ -43,6 +152,8 @@ class SNData:
       paths: the file(s) the data came from, in order.
       clips_per_file: how many clips each of ``paths`` contributed (same order); used to
         name the right file in error messages. Defaults to all clips from ``paths[0]``.
+      metadata: per file of ``paths``, a dict of its :data:`EXTRA_KEYS` (``normalisation`` a
+        :class:`Normalisation`, the max-scaling of unknown scale when the file has none).
     """
 
     frames: np.ndarray
@@ -50,10 +161,13 @@ class SNData:
     dims: tuple
     paths: tuple
     clips_per_file: tuple = None
+    metadata: tuple = None
 
     def __post_init__(self):
         if self.clips_per_file is None:
             self.clips_per_file = (self.clips.shape[1],)
+        if self.metadata is None:
+            self.metadata = tuple({"normalisation": Normalisation()} for _ in self.paths)
 
     @property
     def num_clips(self):
@@ -66,8 +180,14 @@ class SNData:
 
     def source_of_clip(self, i):
         """Path of the file clip ``i`` was read from."""
-        bounds = np.cumsum(self.clips_per_file)
-        return self.paths[int(np.searchsorted(bounds, i, side="right"))]
+        return self.paths[self._file_of_clip(i)]
+
+    def _file_of_clip(self, i):
+        return int(np.searchsorted(np.cumsum(self.clips_per_file), i, side="right"))
+
+    def normalisation(self, i=0):
+        """:class:`Normalisation` of clip ``i``'s frames (that of its file)."""
+        return self.metadata[self._file_of_clip(i)]["normalisation"]
 
     def clip(self, i, total_length):
         """Clip ``i`` as a float32 array ``(total_length, X, Y, Z, C)``.
@@ -110,6 +230,7 @@ def _read_one(path):
                                  f"(found: {', '.join(archive.files) or 'none'})")
         try:
             frames, clips, dims = (archive[k] for k in REQUIRED_KEYS)
+            extra = {k: archive[k] for k in EXTRA_KEYS if k in archive.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise UserInputError(f"{path}: cannot read arrays ({err})") from err
 
@@ -133,7 +254,26 @@ def _read_one(path):
         raise UserInputError(f"{path}: dims {dims} do not match the frame shape "
                              f"{frames.shape[1:]} of input_raw_data (C, X, Y, Z)")
     _check_clips_in_range(clips, frames.shape[0], path)
-    return frames.astype(np.float32, copy=False), clips.astype(np.int64), dims
+    return (frames.astype(np.float32, copy=False), clips.astype(np.int64), dims,
+            _metadata(extra, frames.shape[0], path))
+
+
+def _metadata(extra, n_frames, path):
+    """The optional arrays of a file, checked and decoded (see the module docstring)."""
+    meta = {"normalisation": Normalisation.from_json(
+        str(extra.pop("normalisation", "{}")), f"{path}: normalisation")}
+    if "units" in extra:
+        try:
+            meta["units"] = dict(json.loads(str(extra.pop("units"))))
+        except (ValueError, TypeError) as err:
+            raise UserInputError(f"{path}: units is not a JSON object ({err})") from None
+    shapes = {"times": (n_frames,), "box_size": (3,), "centre": (3,)}
+    for key, value in extra.items():
+        if value.shape != shapes[key] or not np.issubdtype(value.dtype, np.number):
+            raise UserInputError(f"{path}: {key} must be a number array of shape "
+                                 f"{shapes[key]}, got {value.dtype} {value.shape}")
+        meta[key] = value.astype(np.float64)
+    return meta
 
 
 def _check_clips_in_range(clips, n_frames, where):
@@ -177,13 +317,18 @@ def load_sn_npz(paths) -> SNData:
     Raises:
       UserInputError naming the file: missing or unreadable file, missing arrays, wrong
       shapes or dtypes, dims not matching the frames, clips out of range, non-finite
-      values, or two files whose dims differ.
+      values, unreadable optional arrays, or two files whose dims or normalisations
+      (kind and log bounds) differ.
     """
     parts = _split_paths(paths)
     loaded = [_read_one(p) for p in parts]
-    frames, clips, dims = loaded[0]
+    frames, clips, dims, meta = loaded[0]
     if len(loaded) == 2:
-        frames2, clips2, dims2 = loaded[1]
+        frames2, clips2, dims2, meta2 = loaded[1]
+        kinds = [m["normalisation"].model_config() for m in (meta, meta2)]
+        if kinds[0] != kinds[1]:
+            raise UserInputError(f"{parts[1]}: normalised as {kinds[1]}, {parts[0]} as "
+                                 f"{kinds[0]}; both files must hold frames of one normalisation")
         if dims2 != dims:
             raise UserInputError(f"{parts[1]}: dims {dims2} differ from dims {dims} of "
                                  f"{parts[0]}; both files must hold frames of one shape")
@@ -192,7 +337,8 @@ def load_sn_npz(paths) -> SNData:
         frames = np.concatenate([frames, frames2])
         clips = np.concatenate([clips, clips2], axis=1)
     return SNData(frames=frames, clips=clips, dims=dims, paths=tuple(parts),
-                  clips_per_file=tuple(c.shape[1] for _, c, _ in loaded))
+                  clips_per_file=tuple(c.shape[1] for _, c, _, _ in loaded),
+                  metadata=tuple(m for *_, m in loaded))
 
 
 def check_sn_config(data: SNData, *, total_length, width, height, depth, channels):
@@ -249,7 +395,8 @@ def default_clips(n_frames, clip_length, input_length=None):
     return clips
 
 
-def save_sn_npz(path, frames, clips, *, overwrite=False):
+def save_sn_npz(path, frames, clips, *, overwrite=False, normalisation=None, times=None,
+                box_size=None, centre=None, units=None):
     """Write an sn ``.npz`` (``dims`` derived from ``frames``); returns ``path``.
 
     Args:
@@ -259,6 +406,9 @@ def save_sn_npz(path, frames, clips, *, overwrite=False):
       clips: integer ``(2, n_clips, 2)`` (start, length) pairs into the frame axis, e.g.
         from :func:`default_clips`.
       overwrite: replace an existing file; without it an existing file is an error.
+      normalisation, times, box_size, centre, units: the optional arrays of the module
+        docstring (a :class:`Normalisation`, ``(frames,)``, ``(3,)``, ``(3,)``, a dict of
+        unit names); None leaves them out.
 
     The archive is written to a temporary file beside ``path`` and renamed into place,
     so an interrupted write never leaves a partial file under ``path``.
@@ -280,13 +430,18 @@ def save_sn_npz(path, frames, clips, *, overwrite=False):
                              f"(2, n_clips, 2), got {clips.dtype} {clips.shape}")
     _check_clips_in_range(clips, frames.shape[0], path)
     dims = np.asarray([frames.shape[1:]], dtype=np.int32)
+    extra = {"normalisation": None if normalisation is None else np.array(
+        normalisation.to_json()), "units": None if units is None else np.array(json.dumps(units)),
+        "times": times, "box_size": box_size, "centre": centre}
+    extra = {k: np.asarray(v) for k, v in extra.items() if v is not None}
+    _metadata(dict(extra), frames.shape[0], path)
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "xb") as f:
-            np.savez(f, input_raw_data=frames, clips=clips.astype(np.int32), dims=dims)
+            np.savez(f, input_raw_data=frames, clips=clips.astype(np.int32), dims=dims, **extra)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -11,9 +11,11 @@ import contextlib
 import sys
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfastro.core.precision import base_optimizer
+from tfastro.supernova.io import Normalisation
 from tfastro.supernova.layers import MIMN3D, PEEPHOLES, MIMBlock3D, SpatioTemporalLSTMCell3D
 from tfastro.supernova.optimizers import MIMAdam
 
@@ -113,6 +115,9 @@ class MIM3D(keras.Model):
       scheduled_sampling, sampling_start_value, sampling_changing_rate, sampling_stop_iter:
         the feedback schedule (see ``sampling_eta``).
       seed: seed of the scheduled-sampling draws (with the iteration number).
+      normalisation: how the frames it learns from map the density to [0, 1], a dict of
+        :meth:`tfastro.supernova.io.Normalisation.model_config` (default: the original's
+        max-scaling); kept in the ``.keras`` file and used by ``forecast_density``.
 
     ``call(frames, sampling_mask=None)``: frames (B, T, X, Y, Z, C) with T >= input_length
     (>= total_length when a mask is given); sampling_mask (B, total_length-input_length-1),
@@ -145,8 +150,10 @@ class MIM3D(keras.Model):
                  input_length=10, total_length=20, layer_norm=True, peephole="voxel",
                  remat=False, reverse_input=True, reverse_img=False, scheduled_sampling=True,
                  sampling_start_value=1.0, sampling_changing_rate=0.00002,
-                 sampling_stop_iter=50000, seed=None, **kwargs):
+                 sampling_stop_iter=50000, seed=None, normalisation=None, **kwargs):
         super().__init__(**kwargs)
+        self.normalisation = Normalisation.from_json(
+            normalisation or {}, "MIM3D normalisation").model_config()
         self.num_hidden = check_num_hidden(num_hidden)
         if not 0 < int(input_length) < int(total_length):
             raise ValueError(f"need 0 < input_length < total_length, got input_length="
@@ -594,6 +601,17 @@ class MIM3D(keras.Model):
         predictions = self._forecasters[steps](weights, ops.convert_to_tensor(context, "float32"))
         return ops.convert_to_numpy(predictions)
 
+    def forecast_density(self, context, n_frames, scale=None):
+        """:meth:`forecast` from physical densities: ``context`` (B, input_length, X, Y, Z, C)
+        densities mapped to [0, 1] by the model's normalisation (max-scaling by ``scale``,
+        default the context's largest density), the forecast mapped back. Returns
+        (B, n_frames, X, Y, Z, C) float32 densities."""
+        context = np.asarray(context, dtype=np.float64)
+        normalisation = Normalisation.from_json(
+            {**self.normalisation, **({"scale": scale or context.max()}
+                                      if self.normalisation["kind"] == "max" else {})})
+        return normalisation.density(self.forecast(normalisation.frames(context), n_frames))
+
     def _forecast_weights(self):
         """The trainable variables, or their moving averages where the optimizer keeps them."""
         optimizer = base_optimizer(getattr(self, "optimizer", None))
@@ -610,7 +628,8 @@ class MIM3D(keras.Model):
                 "scheduled_sampling": self.scheduled_sampling,
                 "sampling_start_value": self.sampling_start_value,
                 "sampling_changing_rate": self.sampling_changing_rate,
-                "sampling_stop_iter": self.sampling_stop_iter, "seed": self.seed}
+                "sampling_stop_iter": self.sampling_stop_iter, "seed": self.seed,
+                "normalisation": dict(self.normalisation)}
 
 
 def reshape_patch(frames, patch_size):

@@ -10,7 +10,9 @@ score. Differences from the original: a run resumes from the newest checkpoint i
 Outputs of one forecast, under ``<gen_frm_dir>/<iteration>/``: ``metrics.json`` (per predicted
 frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
 ``num_save_samples`` clips, ``<k>/gt.npy`` (whole clip, (T, X, Y, Z, C)), ``<k>/pd.npy``
-(forecast of the output frames), ``<k>/gt<i>.png``, ``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
+(forecast of the output frames), with a data file that states its normalisation
+``<k>/pd_density.npy`` (the forecast as physical density), ``<k>/gt<i>.png``,
+``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
 """
 import json
 import os
@@ -29,7 +31,7 @@ MEMORY_FRACTION_FOR_ACTIVATIONS = 0.25
 
 def load_clips(cfg, flag):
     """Read and check the data of ``flag`` ('train_data_paths' or 'valid_data_paths')."""
-    from tfastro.supernova.io import check_sn_config, load_sn_npz
+    from tfastro.supernova.io import Normalisation, check_sn_config, load_sn_npz
     paths = getattr(cfg, flag)
     if not paths:
         raise UserInputError(f"--{flag}: no data file given")
@@ -40,6 +42,12 @@ def load_clips(cfg, flag):
     x, y, z = cfg.grid
     check_sn_config(data, total_length=cfg.total_length, width=x, height=y, depth=z,
                     channels=cfg.img_channel)
+    stored = data.normalisation()
+    if stored.kind != cfg.normalisation:
+        raise UserInputError(f"--normalisation={cfg.normalisation} does not match --{flag}="
+                             f"{paths}: its frames are {stored.kind}-normalised"
+                             + (" (it states none: the original's max-scaling)"
+                                if stored == Normalisation() else ""))
     return data
 
 
@@ -62,8 +70,9 @@ def use_remat(cfg):
     return activation_bytes(cfg) > MEMORY_FRACTION_FOR_ACTIVATIONS * physical
 
 
-def build_model(cfg):
-    """A compiled, built MIM3D (and built optimizer) for ``cfg``."""
+def build_model(cfg, normalisation=None):
+    """A compiled, built MIM3D (and built optimizer) for ``cfg``, learning frames of
+    ``normalisation`` (a :class:`tfastro.supernova.io.Normalisation`; default max-scaling)."""
     from tfastro.supernova.model import MIM3D
     from tfastro.supernova.optimizers import MIMAdam
     model = MIM3D(num_hidden=cfg.hidden, filter_size=cfg.filter_size, patch_size=cfg.patch_size,
@@ -74,6 +83,7 @@ def build_model(cfg):
                   sampling_start_value=cfg.sampling_start_value,
                   sampling_changing_rate=cfg.sampling_changing_rate,
                   sampling_stop_iter=cfg.sampling_stop_iter, seed=cfg.seed,
+                  normalisation=normalisation and normalisation.model_config(),
                   dtype=None if cfg.policy == "float32" else cfg.policy)
     # under mixed_float16 Keras wraps MIMAdam in a LossScaleOptimizer; train_step scales the loss
     model.compile(optimizer=MIMAdam(cfg.lr), jit_compile=cfg.jit_compile)
@@ -92,8 +102,9 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
     from tfastro.core.checkpoints import read_checkpoint_config
     stored, shape = read_checkpoint_config(path, flag)
     mine = model.get_config()
+    stored = {"normalisation": {"kind": "max"}, **stored}  # checkpoints of before it was kept
     differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
-              for k in ARCHITECTURE if stored.get(k) != mine[k]]
+              for k in ARCHITECTURE + ("normalisation",) if stored.get(k) != mine[k]]
     if shape is not None:
         compared = slice(2, None) if model.peephole == "voxel" else slice(-1, None)
         if list(shape[compared]) != list(((None, None) + tuple(frame_shape))[compared]):
@@ -127,6 +138,10 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
             os.makedirs(sample_dir, exist_ok=True)
             np.save(os.path.join(sample_dir, "gt.npy"), clip)
             np.save(os.path.join(sample_dir, "pd.npy"), forecast)
+            normalisation = data.normalisation(saved - 1)
+            if normalisation.invertible:
+                np.save(os.path.join(sample_dir, "pd_density.npy"),
+                        normalisation.density(forecast))
             save_cross_sections(clip, forecast, sample_dir)
             save_forecast_gif(clip[n_in:], np.clip(forecast, 0, 1),
                               os.path.join(sample_dir, "forecast.gif"))
@@ -187,8 +202,14 @@ def train(cfg, log=print):
                                         seed=cfg.seed, repeat=True, drop_remainder=True,
                                         start_batch=start))
 
+    normalisation = train_data.normalisation()
+    if valid_data.normalisation().model_config() != normalisation.model_config():
+        raise UserInputError(f"--valid_data_paths={cfg.valid_data_paths}: normalised as "
+                             f"{valid_data.normalisation().model_config()}, the training data "
+                             f"as {normalisation.model_config()}")
+
     return train_iterations(
-        cfg, strategy, lambda: build_model(cfg),
+        cfg, strategy, lambda: build_model(cfg, normalisation),
         lambda model, path, flag: restore(model, path, cfg.grid + (cfg.img_channel,), flag),
         dataset, describe,
         display=lambda logs, steps: f"\ntraining loss: {float(logs['iteration_loss'])}",
@@ -208,7 +229,7 @@ def test(cfg, log=print):
     path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
     configure_tensorflow(cfg)
-    model = build_model(cfg)
+    model = build_model(cfg, valid_data.normalisation())
     restore(model, path, cfg.grid + (cfg.img_channel,))
     log(f"forecasting with {path} (iteration {int(model.iteration.numpy())})")
     return forecast_and_score(model, valid_data, cfg,

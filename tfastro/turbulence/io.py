@@ -1,25 +1,18 @@
 """Turbulent-box cubes (Athena++ HDF5 -> FITS), their image pipeline, buffered split and tf.data.
 
 Files
-  ``*.athdf`` (Athena++ HDF5 output): root attributes RootGridSize (nx1, nx2, nx3),
-  MeshBlockSize, NumMeshBlocks, DatasetNames, NumVariables (per dataset), VariableNames (all
-  datasets' variables in order), Time; datasets named by DatasetNames (e.g. "prim", "B")
-  shaped ``(n_vars, n_blocks, nz, ny, nx)``, ``LogicalLocations`` ``(n_blocks, 3)`` (block
-  index i, j, k along x1, x2, x3) and ``Levels`` ``(n_blocks,)``. Only uniform meshes (one
-  level) are assembled; refined meshes are refused.
+  ``*.athdf`` (Athena++ HDF5 output): read by :mod:`tfastro.core.athena` (uniform meshes, any
+  meshblock layout, ``prim`` or ``cons`` variables, float data, with or without mesh data).
   FITS (one file per snapshot): an empty primary HDU (ORIGIN, optional SIMCLASS), then one
   ImageHDU per field, EXTNAME in ``FIELDS``, float32 ``(N, N, N)`` indexed [z, y, x], BUNIT
   its unit, NATIVE the grid it was resampled from and RESAMPLE the method.
 
 Fields derived from the Athena++ variables (code units, Heaviside-Lorentz B as in Athena++):
-  density = rho; cr_energy_density = Ec (the cosmic-ray module's variable);
+  density = rho (or dens in conserved outputs); cr_energy_density = Ec (the cr module's
+  variable) or ecr (the crdiffusion module's);
   magnetic_energy_density = (Bcc1^2 + Bcc2^2 + Bcc3^2) / 2.
 
-Resampling an N^3 cube to ``grid``^3 (:func:`resample_cube`): block averages of
-(N / grid)^3 cells when grid divides N; otherwise periodic band-limited (Fourier) interpolation
-at the new cell centres, which keeps the mean and every mode below both grids' Nyquist
-frequency exactly (and, like any band-limited interpolation, may overshoot next to sharp
-jumps, even below 0 for a positive field).
+Resampling an N^3 cube to ``grid``^3: :func:`tfastro.core.athena.resample_cube`.
 
 Image pipeline (:func:`classification_images`; numpy axis 0 of a cube is the slicing axis):
   log10 of the field, min-max over the whole cube to [0, 255] (non-finite -> 0)
@@ -39,10 +32,13 @@ projection of n slices only windows lying wholly inside their part are used.
 """
 import os
 
-import h5py
+import warnings
+
 import numpy as np
 from astropy.io import fits
 
+from tfastro.core.athena import (COSMIC_RAY_ENERGY_VARIABLES, DENSITY_VARIABLES, athdf_variables,
+                                 first_variable, read_athdf, resample_cube)
 from tfastro.core.errors import UserInputError
 
 __all__ = ["TURBULENCE_CLASSES", "CLASS_LABELS", "FIELDS", "CODE_UNITS", "athdf_variables",
@@ -69,165 +65,36 @@ CODE_UNITS = {"density": "code_density", "cr_energy_density": "code_energy_densi
               "magnetic_energy_density": "code_energy_density"}
 
 
-#: Athena++ variables each field needs.
-_ATHENA_VARIABLES = {"density": ("rho",), "cr_energy_density": ("Ec",),
-                     "magnetic_energy_density": ("Bcc1", "Bcc2", "Bcc3")}
+#: Athena++ variables each field needs: one name from each tuple of alternatives.
+_ATHENA_VARIABLES = {"density": (DENSITY_VARIABLES,),
+                     "cr_energy_density": (COSMIC_RAY_ENERGY_VARIABLES,),
+                     "magnetic_energy_density": (("Bcc1",), ("Bcc2",), ("Bcc3",))}
 
 
-def _athdf_attribute(handle, name, path):
-    if name not in handle.attrs:
-        raise UserInputError(f"{path}: missing root attribute {name!r}; expected an "
-                             "Athena++ .athdf file")
-    return handle.attrs[name]
-
-
-def _decoded(names):
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-
-
-def _variable_locations(handle, path):
-    """Variable name -> (dataset name, index in the dataset's first axis)."""
-    datasets = _decoded(_athdf_attribute(handle, "DatasetNames", path))
-    counts = [int(n) for n in _athdf_attribute(handle, "NumVariables", path)]
-    names = _decoded(_athdf_attribute(handle, "VariableNames", path))
-    if len(counts) != len(datasets) or sum(counts) != len(names):
-        raise UserInputError(f"{path}: DatasetNames, NumVariables and VariableNames "
-                             "do not match")
-    locations, start = {}, 0
-    for dataset, count in zip(datasets, counts):
-        for index, name in enumerate(names[start:start + count]):
-            locations[name] = (dataset, index)
-        start += count
-    return locations
-
-
-def _block_layout(handle, path):
-    """(cube shape (nz, ny, nx), block shape, LogicalLocations) of a uniform mesh."""
-    levels = np.asarray(handle["Levels"]) if "Levels" in handle else None
-    if levels is None or "LogicalLocations" not in handle:
-        raise UserInputError(f"{path}: missing Levels or LogicalLocations datasets")
-    if levels.size and np.unique(levels).size > 1:
-        raise UserInputError(f"{path}: refined mesh (levels {sorted(set(levels.tolist()))}); "
-                             "only uniform single-level meshes can be assembled")
-    level = int(levels[0]) if levels.size else 0
-    root = np.asarray(_athdf_attribute(handle, "RootGridSize", path), dtype=np.int64)
-    block = np.asarray(_athdf_attribute(handle, "MeshBlockSize", path), dtype=np.int64)
-    locations = np.asarray(handle["LogicalLocations"], dtype=np.int64)
-    size = root * 2**level  # (nx1, nx2, nx3)
-    n_blocks = int(_athdf_attribute(handle, "NumMeshBlocks", path))
-    per_axis = size // block
-    if ((size % block).any() or n_blocks != np.prod(per_axis) or locations.shape != (n_blocks, 3)
-            or (locations < 0).any() or (locations >= per_axis).any()
-            or len(np.unique(locations, axis=0)) != n_blocks):
-        raise UserInputError(f"{path}: {n_blocks} mesh blocks of {block.tolist()} cells at "
-                             f"LogicalLocations do not tile the {size.tolist()} grid exactly once")
-    return tuple(size[::-1].tolist()), tuple(block[::-1].tolist()), locations
-
-
-def _extent(root_grid):
-    """x_max - x_min of a RootGridX<i> attribute (x_min, x_max, ratio); None when absent."""
-    return None if root_grid is None else float(root_grid[1] - root_grid[0])
-
-
-def athdf_variables(path):
-    """The VariableNames of an Athena++ ``.athdf`` file, in dataset order."""
-    if not os.path.isfile(path):
-        raise UserInputError(f"{path}: no such Athena++ file")
-    with h5py.File(path, "r") as handle:
-        return list(_variable_locations(handle, path))
-
-
-def read_athdf(path, variables=None):
-    """Assemble variables of a uniform-mesh Athena++ ``.athdf`` file into full arrays.
-
-    Args:
-      path: the ``.athdf`` file.
-      variables: names among the file's VariableNames (default: all).
-    Returns:
-      ``(cubes, info)``: variable name -> float32 ``(nz, ny, nx)`` indexed [z, y, x] (block b
-      at z-block k, y-block j, x-block i from ``LogicalLocations[b] = (i, j, k)``); info holds
-      ``time`` and ``box`` (x3, x2, x1 extents from RootGridX3/X2/X1, None when absent).
-    """
-    if not os.path.isfile(path):
-        raise UserInputError(f"{path}: no such Athena++ file")
-    with h5py.File(path, "r") as handle:
-        found = _variable_locations(handle, path)
-        variables = list(found) if variables is None else list(variables)
-        missing = [v for v in variables if v not in found]
-        if missing:
-            raise UserInputError(f"{path}: no variable {', '.join(missing)}; the file has "
-                                 f"{', '.join(found)}")
-        shape, block, locations = _block_layout(handle, path)
-        cubes = {}
-        for name in variables:
-            dataset, index = found[name]
-            data = handle[dataset][index]
-            cube = np.empty(shape, dtype=np.float32)
-            for b, (i, j, k) in enumerate(locations):
-                cube[k * block[0]:(k + 1) * block[0], j * block[1]:(j + 1) * block[1],
-                     i * block[2]:(i + 1) * block[2]] = data[b]
-            cubes[name] = cube
-        box = tuple(_extent(handle.attrs.get(f"RootGridX{axis}")) for axis in (3, 2, 1))
-        info = {"time": float(handle.attrs.get("Time", np.nan)), "box": box}
-    return cubes, info
+def _field_variables(path, field, available):
+    """The file's variable names that ``field`` is derived from (UserInputError naming the
+    file and the missing names otherwise)."""
+    what = f"{field} (a run without cosmic rays has none)" if field == "cr_energy_density" \
+        else field
+    return [first_variable(path, names, available, what) for names in _ATHENA_VARIABLES[field]]
 
 
 def athena_fields(cubes, fields=FIELDS):
     """Derived fields (see the module docstring) from assembled Athena++ variables.
 
+    Args:
+      cubes: Athena++ variable name -> cube (e.g. from :func:`read_athdf`).
     Returns:
       field name -> float32 cube.
     """
-    derived = {}
-    for field in fields:
-        if field == "magnetic_energy_density":
-            derived[field] = 0.5 * (cubes["Bcc1"] ** 2 + cubes["Bcc2"] ** 2 + cubes["Bcc3"] ** 2)
-        else:
-            derived[field] = cubes[_ATHENA_VARIABLES[field][0]]
-    return derived
+    return {field: _derived(field, [cubes[n] for n in _field_variables(
+        "cubes", field, list(cubes))]) for field in fields}
 
 
-def _fourier_resample_axis(x, grid, axis):
-    """Band-limited resampling of periodic cell averages along ``axis`` to ``grid`` cells.
-
-    Output cell j is the interpolant at its centre, input-cell coordinate
-    j N / grid + (N / grid - 1) / 2; modes with |k| < min(N, grid) / 2 are kept exactly, the
-    Nyquist mode of the coarser grid is dropped (keeps the output real).
-    """
-    n = x.shape[axis]
-    modes = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
-    k = np.fft.fftfreq(n, 1.0 / n)
-    kept = np.abs(k) < min(n, grid) / 2.0
-    shift = np.exp(2j * np.pi * k[kept] * (n / grid - 1.0) / (2.0 * n))
-    out = np.zeros(modes.shape[:-1] + (grid,), dtype=complex)
-    out[..., k[kept].astype(np.int64) % grid] = modes[..., kept] * shift
-    return np.moveaxis(np.fft.ifft(out, axis=-1).real * (grid / n), -1, axis)
-
-
-def resample_cube(cube, grid):
-    """Resample a periodic cube ``(N, N, N)`` of cell values to ``(grid, grid, grid)`` float32.
-
-    Block averages of (N / grid)^3 cells when ``grid`` divides N; otherwise band-limited
-    (Fourier) interpolation at the new cell centres, which keeps the mean and every mode with
-    |k| < min(N, grid) / 2 exactly. Returns ``(cube, method)``, method "none", "block" or
-    "fourier".
-    """
-    cube = np.asarray(cube)
-    n = cube.shape[0]
-    if cube.ndim != 3 or len(set(cube.shape)) != 1:
-        raise ValueError(f"cube: expected an (N, N, N) array, got shape {cube.shape}")
-    if grid < 1:
-        raise ValueError(f"grid={grid}: expected a positive number of cells")
-    if grid == n:
-        return cube.astype(np.float32), "none"
-    if n % grid == 0:
-        f = n // grid
-        blocks = cube.reshape(grid, f, grid, f, grid, f).astype(np.float64)
-        return blocks.mean(axis=(1, 3, 5)).astype(np.float32), "block"
-    out = cube.astype(np.float64)
-    for axis in range(3):
-        out = _fourier_resample_axis(out, grid, axis)
-    return out.astype(np.float32), "fourier"
+def _derived(field, variables):
+    if field == "magnetic_energy_density":
+        return 0.5 * sum(b ** 2 for b in variables)
+    return variables[0]
 
 
 def _check_fields(fields, where):
@@ -239,14 +106,15 @@ def _check_fields(fields, where):
     return fields
 
 
-def athena_to_fits(athdf_path, fits_path, fields=FIELDS, grid=512, overwrite=False,
+def athena_to_fits(athdf_path, fits_path, fields=FIELDS, grid=None, overwrite=False,
                    units=None, header=None):
     """Convert an Athena++ ``.athdf`` snapshot to a FITS file of ``fields`` on a ``grid``^3 grid.
 
     Args:
       fields: names among ``FIELDS`` (an MHD run without cosmic rays has no
         cr_energy_density).
-      grid: cells per side of the output (None: the native grid).
+      grid: cells per side of the output (default None: the native grid); another grid is
+        resampled (:func:`resample_cube`) with a warning saying from what to what.
       units: field -> BUNIT (default ``CODE_UNITS``).
       header: extra primary-header cards (e.g. {"SIMCLASS": "cr_diffusion"}).
     Returns:
@@ -254,24 +122,25 @@ def athena_to_fits(athdf_path, fits_path, fields=FIELDS, grid=512, overwrite=Fal
     """
     fields = _check_fields(fields, f"{athdf_path}")
     _refuse_overwrite(fits_path, overwrite)
-    needed = {v for f in fields for v in _ATHENA_VARIABLES[f]}
-    missing = sorted(needed - set(athdf_variables(athdf_path)))
-    if missing:
-        raise UserInputError(f"{athdf_path}: no variable {', '.join(missing)} for fields "
-                             f"{', '.join(fields)} (a run without cosmic rays has no Ec)")
+    available = athdf_variables(athdf_path)
+    variables = {field: _field_variables(athdf_path, field, available) for field in fields}
     resampled = {}
     for field in fields:  # one field at a time: derived on the native grid, then resampled
-        cubes, info = read_athdf(athdf_path, _ATHENA_VARIABLES[field])
+        cubes, info = read_athdf(athdf_path, variables[field])
         native = next(iter(cubes.values())).shape
         if len(set(native)) != 1:
-            raise UserInputError(f"{athdf_path}: mesh {native} is not a cube; expected N^3 "
-                                 "cells")
-        resampled[field], method = resample_cube(athena_fields(cubes, [field])[field],
-                                                 grid or native[0])
+            raise UserInputError(f"{athdf_path}: mesh of {' x '.join(map(str, native[::-1]))} "
+                                 "cells (x, y, z) is not a cube; expected N^3 cells")
+        resampled[field], method = resample_cube(
+            _derived(field, [cubes[n] for n in variables[field]]), grid or native[0])
+    if method != "none":
+        warnings.warn(f"{athdf_path}: resampling {', '.join(fields)} from {native[0]}^3 to "
+                      f"{grid}^3 cells ({method} resampling); pass grid=None to keep the "
+                      "native grid", stacklevel=2)
     units = {**CODE_UNITS, **(units or {})}
     primary = {"ORIGIN": "tfastro athena_to_fits", "SRCFILE": os.path.basename(athdf_path),
                "TIME": info["time"], **(header or {})}
-    if info["box"][0] is not None:
+    if info["box"] is not None:
         primary["BOXLEN"] = info["box"][0]
     extra = {"NATIVE": native[0], "RESAMPLE": method}
     return write_fits_cubes(fits_path, resampled, {f: units[f] for f in fields}, primary,
