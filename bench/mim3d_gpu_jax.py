@@ -1,13 +1,12 @@
 """3D-MIM training step on a GPU through Keras 3's JAX backend: seconds per step, device memory.
 
-tfastro trains with TensorFlow (MIM3D.train_step); its layers and recurrence use keras.ops only,
-so they also run where only JAX is installed. Here one step is the original loss of one clip
-(run.sh's network: num_hidden 32x4, filter 5, 20 frames, input 1, batch 1), its gradient
-(jax.value_and_grad over MIM3D.stateless_call) and a MIMAdam update, compiled as one XLA
-program. It also checks the GPU forecast against the CPU forecast of the same weights and, with
---reference, against the original network's forward pass (both at float32 'highest' precision;
-the timings use the backend's default, TF32 convolutions on recent NVIDIA GPUs). Per-voxel
-peepholes up to 32^3, per-channel above; per-cell rematerialisation from 64^3.
+MIM3D trains on either backend; here one step is the model's own JAX train_step (the original
+loss of one clip with scheduled sampling, its gradient and a MIMAdam update, compiled by Keras as
+one XLA program) at run.sh's network (num_hidden 32x4, filter 5, 20 frames, input 1, batch 1),
+timed through ``train_on_batch``. It also checks the GPU forecast against the CPU forecast of the
+same weights and, with --reference, against the original network's forward pass (both at float32
+'highest' precision; the timings use the backend's default, TF32 convolutions on recent NVIDIA
+GPUs). Per-voxel peepholes up to 32^3, per-channel above; per-cell rematerialisation from 64^3.
 
     KERAS_BACKEND=jax python bench/mim3d_gpu_jax.py --grids 16,32,64 --precisions float32,bfloat16
 """
@@ -21,7 +20,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfastro.supernova.model import MIM3D, frame_loss
+from tfastro.supernova.model import MIM3D
 from tfastro.supernova.optimizers import MIMAdam
 
 
@@ -30,47 +29,22 @@ def build(grid, precision, peephole, remat):
                   peephole=peephole, remat=remat, reverse_input=False,
                   dtype="mixed_bfloat16" if precision == "bfloat16" else None)
     model.build((1, 20, grid, grid, grid, 1))
-    optimizer = MIMAdam(1e-3)
-    optimizer.build(model.trainable_variables)
-    return model, optimizer
-
-
-def train_step_fn(model, optimizer):
-    def loss_fn(trainable, non_trainable, clip, mask):
-        pred, non_trainable = model.stateless_call(trainable, non_trainable, clip,
-                                                   sampling_mask=mask, training=True)
-        return frame_loss(clip, pred), non_trainable
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    @jax.jit
-    def step(state, clip, mask):
-        trainable, non_trainable, opt_vars = state
-        (loss, non_trainable), grads = grad_fn(trainable, non_trainable, clip, mask)
-        trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
-        return loss, (trainable, non_trainable, opt_vars)
-
-    return step
+    model.compile(optimizer=MIMAdam(1e-3))
+    return model
 
 
 def time_case(grid, precision, peephole, remat, steps):
-    model, optimizer = build(grid, precision, peephole, remat)
-    rng = np.random.default_rng(0)
-    clip = jax.device_put(rng.random((1, 20, grid, grid, grid, 1), dtype=np.float32))
-    mask = jax.device_put((rng.random((1, 18)) < 0.5).astype(np.float32))
-    state = ([v.value for v in model.trainable_variables],
-             [v.value for v in model.non_trainable_variables],
-             [v.value for v in optimizer.variables])
-    step = train_step_fn(model, optimizer)
+    """(compile s, median s per step, peak device GB, last loss) of ``steps`` train steps."""
+    model = build(grid, precision, peephole, remat)
+    shape = (1, model.total_length, grid, grid, grid, 1)
+    clip = np.random.default_rng(0).random(shape, dtype=np.float32)
     t0 = time.time()
-    loss, state = step(state, clip, mask)
-    loss.block_until_ready()
+    model.train_on_batch(clip)
     compile_s = time.time() - t0
     times = []
     for _ in range(steps):
         t0 = time.time()
-        loss, state = step(state, clip, mask)
-        loss.block_until_ready()
+        loss = model.train_on_batch(clip, return_dict=True)["loss"]  # once on the host
         times.append(time.time() - t0)
     stats = jax.devices()[0].memory_stats() or {}
     return compile_s, float(np.median(times)), stats.get("peak_bytes_in_use", 0) / 1e9, float(loss)
@@ -78,7 +52,7 @@ def time_case(grid, precision, peephole, remat, steps):
 
 def gpu_equals_cpu(grid):
     """Largest |GPU - CPU| of the forecast of one random clip with the same weights."""
-    model, _ = build(grid, "float32", "voxel", False)
+    model = build(grid, "float32", "voxel", False)
     rng = np.random.default_rng(1)
     clip = rng.random((1, 20, grid, grid, grid, 1), dtype=np.float32)
     weights = [np.asarray(v.value) for v in model.variables]
@@ -86,7 +60,7 @@ def gpu_equals_cpu(grid):
     for kind in ("gpu", "cpu"):
         device = jax.devices(kind)[0]
         with jax.default_device(device):
-            model, _ = build(grid, "float32", "voxel", False)
+            model = build(grid, "float32", "voxel", False)
             for v, w in zip(model.variables, weights):
                 v.assign(w)
             out[kind] = np.asarray(model(jax.device_put(clip, device)))
