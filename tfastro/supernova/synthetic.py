@@ -52,7 +52,7 @@ from scipy import ndimage, special
 from tfastro.core.cli import synthetic_main
 from tfastro.core.errors import UserInputError
 from tfastro.fields.random_fields import lognormal_field
-from tfastro.supernova.io import default_clips, save_sn_npz
+from tfastro.supernova.io import Normalisation, default_clips, save_sn_npz
 
 #: Dimensionless Sedov-Taylor constant for an adiabatic index gamma = 5/3.
 XI_GAMMA_5_3 = 1.15
@@ -321,7 +321,7 @@ def sn_density_clips(n_clips, clip_length, size, *, medium="turbulent", seed=0,
 
 
 def normalise_density(density):
-    """Scale densities to [0, 1] by one scale, their maximum.
+    """Scale densities to [0, 1] by one scale, their maximum (the ``max`` normalisation).
 
     Returns:
       ``(scaled float32 array, scale)`` with ``scaled = clip(density / scale, 0, 1)``.
@@ -330,7 +330,7 @@ def normalise_density(density):
     if not np.isfinite(scale) or scale <= 0:
         raise UserInputError(f"normalise_density: the largest density is {scale}; "
                              "expected a finite positive value")
-    return np.clip(np.asarray(density, dtype=np.float32) / np.float32(scale), 0.0, 1.0), scale
+    return Normalisation("max", scale=scale).frames(density), scale
 
 
 def make_sn_clips(n_clips, clip_length, size, *, medium="turbulent", seed=0,
