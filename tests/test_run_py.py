@@ -33,7 +33,7 @@ ORIGINAL_WITHOUT_DEFAULT = ("save_dir", "gen_frm_dir")  # the spec names no defa
 TFASTRO_ADDITIONS = {
     "precision": "float32", "mixed_precision": "none", "jit_compile": False, "remat": "auto",
     "peephole": "voxel", "strategy": "default", "fresh_start": False, "keep_checkpoints": 5,
-    "seed": 0,
+    "seed": 0, "normalisation": "max",
 }
 ORIGINAL_RUN_SH = [
     "--is_training=True", "--dataset_name sn", "--train_data_paths ./data/sn/SampleData.npz",
