@@ -99,7 +99,7 @@ def explosion_centre(frames, threshold=0.1, first_frames=3):
         profile = weight.sum(axis=tuple(a for a in range(3) if a != axis))
         angle = 2.0 * np.pi * np.arange(n) / n
         mean = np.arctan2((profile * np.sin(angle)).sum(), (profile * np.cos(angle)).sum())
-        centre[axis] = (mean * n / (2.0 * np.pi)) % n
+        centre[axis] = (mean * n / (2.0 * np.pi)) % n % n  # -0.0 % n rounds to n
     return centre
 
 
