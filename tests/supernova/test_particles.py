@@ -1,0 +1,248 @@
+"""SPH snapshots -> density cubes -> clips: kernels, mass conservation, a uniform lattice,
+units of the file, and synthetic shells sampled as particles, end to end."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+from scipy import integrate, ndimage
+
+from tfastro.core.errors import UserInputError
+from tfastro.supernova.io import load_sn_npz
+from tfastro.supernova.particles import (KERNELS, MSUN_G, GasParticles, deposit_density,
+                                         deposit_series, kernel, main, read_snapshot,
+                                         write_snapshot)
+from tfastro.supernova.synthetic import KYR_S, PC_CM, SNParams, blast_density, sample_particles
+
+
+def gas(positions, support, box=8.0, masses=None):
+    positions = np.atleast_2d(np.asarray(positions, dtype=np.float64))
+    n = len(positions)
+    return GasParticles(positions=positions % box,
+                        masses=np.ones(n) if masses is None else np.asarray(masses, float),
+                        support=np.broadcast_to(np.asarray(support, float), (n,)).copy(),
+                        box_size=box, time=0.0, units="code")
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_kernels_are_normalised_in_3d(name):
+    total, _ = integrate.quad(lambda q: 4 * np.pi * q**2 * kernel(q, name), 0, 1)
+    assert total == pytest.approx(1.0, rel=1e-10)
+    assert kernel(1.0, name) == 0 and kernel(1.5, name) == 0
+    assert kernel(0.0, name) > kernel(0.5, name) > kernel(0.9, name) > 0
+
+
+def test_unknown_kernel_is_refused():
+    with pytest.raises(UserInputError, match="kernel='gauss'"):
+        deposit_density(gas([[1, 1, 1]], 1.0), 8, kernel_name="gauss")
+
+
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("support", [0.3, 1.3, 2.6])  # in cells: below one cell, and above
+def test_uniform_lattice_deposits_a_uniform_cube(name, support):
+    # Two particles per cell and axis, shifted off the cell centres; the box is the cube.
+    n, box = 8, 8.0
+    axis = (np.arange(2 * n) + 0.37) * box / (2 * n)
+    lattice = np.stack(np.meshgrid(axis, axis + 0.11, axis + 0.23, indexing="ij"), -1)
+    particles = gas(lattice.reshape(-1, 3), support, box, masses=np.full(8 * n**3, 0.5))
+    cube = deposit_density(particles, n, kernel_name=name)
+    np.testing.assert_allclose(cube, 0.5 * 8 * n**3 / box**3, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_mass_is_conserved_for_any_smoothing_length(rng, name):
+    box, n = 10.0, 16
+    count = 3000
+    positions = rng.random((count, 3)) * box
+    particles = gas(positions, rng.uniform(0.05, 3.0, count) * box / n, box,
+                    masses=rng.uniform(0.5, 2.0, count))
+    whole = deposit_density(particles, n, kernel_name=name)
+    assert whole.sum() * (box / n) ** 3 == pytest.approx(particles.masses.sum(), rel=1e-12)
+    # A sub-cube keeps exactly the particles whose support lies inside it (away from its faces).
+    centre = np.array([2.0, 9.0, 5.0])  # across the box faces x = 0 and y = 10
+    size, cells = 6.0, 12
+    sub = deposit_density(particles, cells, size=size, centre=centre, kernel_name=name)
+    offset = (positions - centre + box / 2) % box - box / 2
+    inner = (np.abs(offset) + particles.support[:, None] < size / 2 - size / cells).all(axis=1)
+    outer = (np.abs(offset) - particles.support[:, None] > size / 2 + size / cells).any(axis=1)
+    mass = sub.sum() * (size / cells) ** 3
+    assert particles.masses[inner].sum() <= mass <= particles.masses[~outer].sum()
+
+
+def test_deposit_is_periodic(rng):
+    # Shifting every particle by whole cells across the box faces rolls the cube.
+    box, n = 8.0, 8
+    positions = rng.random((200, 3)) * box
+    support = rng.uniform(0.2, 2.5, 200)
+    cube = deposit_density(gas(positions, support, box), n)
+    shifted = deposit_density(gas(positions + [3.0, -5.0, 7.0], support, box), n)
+    np.testing.assert_allclose(shifted, np.roll(cube, (3, -5, 7), axis=(0, 1, 2)), rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_cube_around_a_particle_holds_its_kernel():
+    # One particle with a support of 3 cells at a cell centre: the cube is W / sum W.
+    particles = gas([[4.25, 4.25, 4.25]], 1.5, box=8.0)
+    cube = deposit_density(particles, 16, kernel_name="wendland")
+    d = (np.indices((16,) * 3) + 0.5) * 0.5 - 4.25
+    w = kernel(np.sqrt((d**2).sum(axis=0)) / 1.5, "wendland")
+    np.testing.assert_allclose(cube * 0.5**3, w / w.sum(), rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------- reading snapshots
+
+def write_h5(path, header, datasets):
+    """An HDF5 snapshot: Header attributes and PartType0 datasets {name: (values, attrs)}."""
+    with h5py.File(path, "w") as f:
+        f.create_group("Header").attrs.update(header)
+        group = f.create_group("PartType0")
+        for name, (values, attrs) in datasets.items():
+            group[name] = values
+            group[name].attrs.update(attrs)
+    return path
+
+
+def test_snapshot_round_trip_in_pc_msun_kyr(tmp_path, rng):
+    particles = gas(rng.random((50, 3)) * 30.0, rng.uniform(1, 2, 50), box=30.0,
+                    masses=rng.uniform(1, 2, 50))
+    particles.time, particles.ids, particles.densities = 12.5, np.arange(50), rng.random(50)
+    back = read_snapshot(write_snapshot(tmp_path / "s.hdf5", particles))
+    assert back.units == "pc, Msun, kyr" and back.time == pytest.approx(12.5)
+    assert back.box_size == pytest.approx(30.0)
+    for name in ("positions", "masses", "support", "densities", "ids"):
+        np.testing.assert_allclose(getattr(back, name), getattr(particles, name), rtol=1e-12)
+    with pytest.raises(UserInputError, match="exists"):
+        write_snapshot(tmp_path / "s.hdf5", particles)
+
+
+def test_units_from_dataset_attributes(tmp_path):
+    # Illustris-style: comoving kpc/h and 1e10 Msun/h at redshift 1 (a = 1/2), h = 0.5.
+    h, a = 0.5, 0.5
+    length = {"to_cgs": 1e3 * PC_CM, "a_scaling": 1.0, "h_scaling": -1.0}
+    mass = {"to_cgs": 1e10 * MSUN_G, "a_scaling": 0.0, "h_scaling": -1.0}
+    path = write_h5(tmp_path / "tng.hdf5", {"BoxSize": 4.0, "Time": a, "Redshift": 1.0,
+                                            "HubbleParam": h},
+                    {"Coordinates": (np.array([[1.0, 2.0, 3.0]]), length),
+                     "Masses": (np.array([2.0]), mass),
+                     "SmoothingLength": (np.array([0.5]), length)})
+    p = read_snapshot(path)
+    kpc = 1e3 * a / h
+    np.testing.assert_allclose(p.positions, [[1.0 * kpc, 2.0 * kpc, 3.0 * kpc]], rtol=1e-12)
+    assert p.box_size == pytest.approx(4.0 * kpc)
+    assert p.support[0] == pytest.approx(0.5 * kpc)
+    assert p.masses[0] == pytest.approx(2.0e10 / h)
+
+
+def test_units_from_the_header_and_support_from_density(tmp_path):
+    # kpc, 1e10 Msun, km/s (time unit 977.8 Myr); no SmoothingLength: H from 32 neighbours.
+    header = {"BoxSize": 2.0, "Time": 0.01, "UnitLength_in_cm": 1e3 * PC_CM,
+              "UnitMass_in_g": 1e10 * MSUN_G, "UnitVelocity_in_cm_per_s": 1e5}
+    path = write_h5(tmp_path / "gizmo.hdf5", header,
+                    {"Coordinates": (np.array([[0.5, 0.5, 2.5]]), {}),
+                     "Masses": (np.array([1e-9]), {}), "Density": (np.array([2e-6]), {})})
+    p = read_snapshot(path, neighbours=32)
+    np.testing.assert_allclose(p.positions, [[500.0, 500.0, 500.0]])  # wrapped into the box
+    assert p.masses[0] == pytest.approx(10.0)
+    assert p.densities[0] == pytest.approx(2e-6 * 1e10 / 1e9)  # Msun pc^-3
+    assert p.support[0] == pytest.approx((3 * 32 * 10.0 / (4 * np.pi * 2e-5)) ** (1 / 3))
+    assert p.time == pytest.approx(0.01 * 1e3 * PC_CM / 1e5 / KYR_S)
+    assert read_snapshot(path, neighbours=64).support[0] == pytest.approx(
+        p.support[0] * 2 ** (1 / 3))
+
+
+def test_code_units_and_support_factor(tmp_path):
+    path = write_h5(tmp_path / "code.hdf5", {"BoxSize": 1.0, "Time": 3.0},
+                    {"Coordinates": (np.array([[0.1, 0.2, 0.3]]), {}),
+                     "Masses": (np.array([1.0]), {}), "SmoothingLength": (np.array([0.1]), {})})
+    p = read_snapshot(path, support_factor=1.8)
+    assert "code units" in p.units and p.time == 3.0
+    assert p.support[0] == pytest.approx(0.18)
+
+
+@pytest.mark.parametrize("header, datasets, message", [
+    ({"Time": 0.0}, {"Masses": [1.0], "SmoothingLength": [1.0]}, "BoxSize.*Coordinates"),
+    ({"BoxSize": 1.0, "Time": 0.0}, {"Coordinates": [[0.1, 0.1, 0.1]], "Masses": [1.0]},
+     "SmoothingLength or PartType0/Density"),
+    ({"BoxSize": 1.0, "Time": 0.0}, {"Coordinates": [0.1, 0.1, 0.1], "Masses": [1.0],
+                                     "SmoothingLength": [1.0]}, r"Coordinates must have shape"),
+    ({"BoxSize": 1.0, "Time": 0.0}, {"Coordinates": [[0.1, 0.1, 0.1]], "Masses": [1.0, 2.0],
+                                     "SmoothingLength": [1.0]}, r"Masses must have shape \(1,\)"),
+    ({"BoxSize": 1.0, "Time": 0.0}, {"Coordinates": [[0.1, 0.1, 0.1]], "Masses": [1.0],
+                                     "Density": [0.0]}, "Density must be positive"),
+])
+def test_malformed_snapshots_are_named(tmp_path, header, datasets, message):
+    path = write_h5(tmp_path / "bad.hdf5", header,
+                    {k: (np.asarray(v), {}) for k, v in datasets.items()})
+    with pytest.raises(UserInputError, match=f"bad.hdf5: .*{message}"):
+        read_snapshot(path)
+
+
+def test_missing_and_unreadable_files_are_named(tmp_path):
+    with pytest.raises(UserInputError, match="nope.hdf5: no such file"):
+        read_snapshot(tmp_path / "nope.hdf5")
+    (tmp_path / "text.hdf5").write_text("not hdf5")
+    with pytest.raises(UserInputError, match="text.hdf5: not a readable HDF5"):
+        read_snapshot(tmp_path / "text.hdf5")
+
+
+# ---------------------------------------------------------------- synthetic shells, end to end
+
+N, BOX, PER_CELL = 16, 60.0, 8
+
+
+@pytest.fixture(scope="module")
+def shell_snapshots(tmp_path_factory):
+    """A uniform-medium blast (Msun pc^-3) at 4 times, sampled as particles, written shuffled."""
+    params = SNParams()
+    t_kyr = params.frame_times_kyr(4)
+    rho0 = params.density_gcm3 * PC_CM**3 / MSUN_G
+    density = blast_density(np.ones((N,) * 3), t_kyr, params).astype(np.float64) * rho0
+    folder = tmp_path_factory.mktemp("snapshots")
+    paths = [write_snapshot(folder / f"snap_{k}.hdf5",
+                            sample_particles(density[k], BOX, PER_CELL, seed=k, time=t_kyr[k]))
+             for k in (2, 0, 3, 1)]
+    return density, t_kyr, [str(p) for p in paths]
+
+
+def test_sampled_shell_deposits_to_its_density_within_the_noise(shell_snapshots):
+    density, t_kyr, paths = shell_snapshots
+    cubes, times, units = deposit_series(paths, N)
+    np.testing.assert_allclose(times, t_kyr)
+    assert units == "pc, Msun, kyr"
+    # The frames' masses are the generating ones to within one particle per cell (stratified).
+    particle_mass = density[0].mean() * (BOX / N) ** 3 / PER_CELL
+    masses = cubes.sum(axis=(1, 2, 3)) * (BOX / N) ** 3
+    generating = density.sum(axis=(1, 2, 3)) * (BOX / N) ** 3
+    assert (np.abs(masses - generating) < 4 * particle_mass * np.sqrt(N**3 / 12)).all()
+    # Where the density is flat over the kernel, the deposit differs from it by the sampling
+    # noise only: as much as two independent samples differ from each other (/ sqrt 2).
+    other = deposit_density(sample_particles(density[3], BOX, PER_CELL, seed=99), N)
+    flat = ndimage.maximum_filter(density[3], 5, mode="wrap") <= 1.000001 * ndimage.minimum_filter(
+        density[3], 5, mode="wrap")
+    assert flat.sum() > 300
+    error = (cubes[3] / density[3] - 1)[flat]
+    noise = ((cubes[3] - other) / density[3])[flat] / np.sqrt(2)
+    assert error.std() < 1.3 * noise.std()
+    assert abs(error.mean()) < 4 * noise.std() / np.sqrt(flat.sum())
+
+
+def test_command_writes_a_clip_in_time_order(shell_snapshots, tmp_path, capsys):
+    density, t_kyr, paths = shell_snapshots
+    out = str(tmp_path / "clip.npz")
+    assert main(paths + ["--out", out, "--cells", str(N), "--kernel", "wendland",
+                         "--input-length", "2"]) == 0
+    assert "4 frames" in capsys.readouterr().out
+    data = load_sn_npz(out)
+    assert data.frames.shape == (4, 1, N, N, N) and data.frames.max() == 1.0
+    np.testing.assert_array_equal(data.clips[:, 0], [[0, 2], [2, 2]])
+    cubes, _, _ = deposit_series(paths, N, kernel_name="wendland")
+    np.testing.assert_allclose(data.frames[:, 0], cubes / cubes.max(), rtol=1e-6, atol=1e-7)
+    # the shell grows: the voxel farthest from the centre that changed moves out
+    changed = [np.abs(f - data.frames[0, 0]) > 0.1 * data.frames[0, 0] for f in data.frames[1:, 0]]
+    assert changed[0].sum() < changed[1].sum() < changed[2].sum()
+    # nothing is overwritten unasked; bad input is one line with status 2
+    assert main(paths + ["--out", out, "--cells", str(N)]) == 2
+    assert "file exists" in capsys.readouterr().err
+    assert main(paths + ["--out", str(tmp_path / "b.npz"), "--cells", "8", "--size", "90"]) == 2
+    assert "at most the box size 60" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "b.npz")
