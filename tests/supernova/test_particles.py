@@ -1,5 +1,6 @@
 """SPH snapshots -> density cubes -> clips: kernels, mass conservation, a uniform lattice,
 units of the file, and synthetic shells sampled as particles, end to end."""
+import json
 import os
 
 import h5py
@@ -246,3 +247,98 @@ def test_command_writes_a_clip_in_time_order(shell_snapshots, tmp_path, capsys):
     assert main(paths + ["--out", str(tmp_path / "b.npz"), "--cells", "8", "--size", "90"]) == 2
     assert "at most the box size 60" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "b.npz")
+
+
+# ---------------------------------------------------------------- run.py --particle_files
+
+class CopyingModel:
+    """Stands in for a trained MIM3D: its forecast is the rest of a known clip."""
+
+    def __init__(self, clip):
+        self.clip = clip
+
+    def forecast(self, context, steps):
+        n_in = context.shape[1]
+        return self.clip[None, n_in:n_in + steps]
+
+
+def lattice_snapshots(tmp_path, n=8, radius=2.5):
+    """Gas on a lattice (2 per cell and axis) of a box of side n, density 1; in the later
+    snapshot density 2 within ``radius`` of the box centre (ParticleIDs reversed)."""
+    axis = (np.arange(2 * n) + 0.25) / 2
+    positions = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    count = len(positions)
+    before = gas(positions, 1.0, float(n), masses=np.full(count, 0.125))
+    before.ids, before.densities = np.arange(count), np.ones(count)
+    inside = np.linalg.norm(positions - n / 2, axis=1) < radius
+    later = gas(positions[::-1], 1.0, float(n), masses=np.full(count, 0.125))
+    later.time, later.ids, later.densities = 1.0, np.arange(count)[::-1], (1.0 + inside)[::-1]
+    return [str(write_snapshot(tmp_path / f"{k}.hdf5", p)) for k, p in
+            (("before", before), ("later", later))], inside
+
+
+def test_forecast_frame_flags_particles_and_writes_scores(tmp_path):
+    from tests.supernova.conftest import small_config
+    from tfastro.supernova.evaluation import affected_particles
+    from tfastro.supernova.task import load_particles, score_particles
+    paths, inside = lattice_snapshots(tmp_path)
+    # clip of 6 frames, channels last: a ball of density 2 growing by one cell a frame
+    d = np.sqrt(((np.indices((8, 8, 8)) + 0.5 - 4.0) ** 2).sum(axis=0))
+    clip = np.stack([0.5 + 0.5 * (d < k) for k in range(6)])[..., None].astype(np.float32)
+    cfg = small_config(tmp_path, "unused.npz", is_training=False, particle_files=",".join(paths),
+                       particle_frame=3)
+    snapshots = load_particles(cfg)
+    scores = score_particles(CopyingModel(clip), clip, snapshots, cfg, str(tmp_path),
+                             log=lambda *a: None)
+    flags = np.load(tmp_path / "affected_particles.npy")
+    want_flags, want = affected_particles(clip[3, ..., 0], snapshots[0], before=clip[0, ..., 0],
+                                          later=snapshots[1])
+    np.testing.assert_array_equal(flags, want_flags)
+    with open(tmp_path / "particles.json") as f:
+        written = json.load(f)
+    assert written == scores and written["frame"] == 3 and written["snapshots"] == paths
+    for key in ("recall", "precision", "flagged_fraction", "affected"):
+        assert written[key] == want[key]
+    assert written["affected"] == inside.sum()
+    # frame 3's ball (radius 3) covers the changed sphere (2.5): every affected one is found
+    assert written["recall"] == 1.0 and written["precision"] < 1.0
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (dict(is_training=True, particle_files="a.hdf5,b.hdf5"), "--particle_files.*is_training"),
+    (dict(particle_frame=3), "--particle_frame=3 is read only with --particle_files"),
+    (dict(particle_centre="1,2,3"), "--particle_centre='1,2,3' is read only"),
+    (dict(particle_files="a.hdf5"), "--particle_files='a.hdf5': expected two"),
+    (dict(particle_files="a.hdf5,b.hdf5", particle_frame=1), "--particle_frame=1: must be a "
+     "forecast frame, from --input_length=2"),
+    (dict(particle_files="a.hdf5,b.hdf5", particle_frame=-7), "--particle_frame=-7"),
+    (dict(particle_files="a.hdf5,b.hdf5", particle_centre="1,2"), "--particle_centre='1,2'"),
+    (dict(particle_files="a.hdf5,b.hdf5", particle_cube_size=-1.0), "--particle_cube_size"),
+])
+def test_particle_flags_are_checked(tmp_path, overrides, named):
+    from tests.supernova.conftest import small_config
+    from tfastro.supernova.config import validate_config
+    cfg = small_config(tmp_path, "unused.npz", **{"is_training": False, **overrides})
+    with pytest.raises(UserInputError, match=named):
+        validate_config(cfg)
+
+
+@pytest.mark.slow  # trains a checkpoint first: ~30 s on a loaded 2-core machine
+def test_evaluation_run_writes_particle_scores(tmp_path, sn_file):
+    from tests.supernova.conftest import small_config
+    from tfastro.supernova.task import run
+    paths, _ = lattice_snapshots(tmp_path)
+    cfg = small_config(tmp_path, sn_file, max_iterations=1)
+    run(cfg, log=lambda *a: None)
+    missing = small_config(tmp_path, sn_file, is_training=False,
+                           particle_files=f"{tmp_path / 'none.hdf5'},{paths[1]}")
+    with pytest.raises(UserInputError, match="--particle_files: .*none.hdf5: no such file"):
+        run(missing, log=lambda *a: None)
+    assert not os.path.exists(cfg.gen_frm_dir)
+    result = run(small_config(tmp_path, sn_file, is_training=False,
+                              particle_files=",".join(paths)), log=lambda *a: None)
+    out = os.path.join(cfg.gen_frm_dir, "1")
+    with open(os.path.join(out, "particles.json")) as f:
+        assert json.load(f) == result["particles"]
+    flags = np.load(os.path.join(out, "affected_particles.npy"))
+    assert flags.shape == (8 * 8**3,) and flags.sum() == result["particles"]["flagged"]
