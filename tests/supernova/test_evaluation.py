@@ -8,7 +8,7 @@ import pytest
 from tfastro.supernova.evaluation import (SECTORS, ForecastScores, affected_particles,
                                           explosion_centre, frame_mse, frame_mse_per_voxel,
                                           mean_shell_radius, periodic_offsets, shell_mask,
-                                          shell_radii)
+                                          shell_radii, swept_shell_mask)
 from tfastro.supernova.particles import GasParticles
 from tfastro.supernova.synthetic import SNParams, blast_density
 
@@ -33,6 +33,8 @@ def test_shell_mask_holds_the_rise_and_the_drop():
     frame = np.array([2.0, 1.8, 1.7999, 2.2001, 0.2, 5.0])  # 1.8 = exactly 10 % down: not
     np.testing.assert_array_equal(shell_mask(frame, initial),
                                   [False, False, True, True, True, True])
+    np.testing.assert_array_equal(swept_shell_mask(frame, initial),
+                                  [False, False, False, True, False, True])
 
 
 @pytest.mark.parametrize("centre", [(0.0, 0.0, 0.0), (31.0, 0.5, 17.25), (3.0, 29.0, 15.5)])

@@ -58,6 +58,12 @@ def shell_mask(frame, initial, threshold=0.1):
     return (frame > (1.0 + threshold) * initial) | (frame < (1.0 - threshold) * initial)
 
 
+def swept_shell_mask(frame, initial, threshold=0.1):
+    """Boolean mask of the swept-up shell: voxels whose density exceeds ``initial`` by more
+    than ``threshold`` times ``initial`` (the rising part of :func:`shell_mask`)."""
+    return np.asarray(frame) > (1.0 + threshold) * np.asarray(initial)
+
+
 def periodic_offsets(shape, centre, periodic=True):
     """Displacement of every voxel from ``centre``: float64 ``(3, X, Y, Z)`` in voxels.
 
@@ -139,7 +145,7 @@ def shell_radii(frame, initial, centre=None, threshold=0.1, periodic=True, voxel
     if not np.isfinite(centre).all():
         return np.full(6, np.nan)
     d = periodic_offsets(frame.shape, centre, periodic)
-    excess = np.where(frame > (1.0 + threshold) * initial, frame - initial, 0.0)
+    excess = np.where(swept_shell_mask(frame, initial, threshold), frame - initial, 0.0)
     weight = _sector_shares(d) * excess
     total = weight.sum(axis=(1, 2, 3))
     moment = (weight * np.sqrt((d**2).sum(axis=0))).sum(axis=(1, 2, 3))
@@ -183,9 +189,10 @@ def mask_iou(mask_a, mask_b):
     return float(np.logical_and(a, b).sum() / union)
 
 
-__all__ = ["SECTORS", "shell_mask", "periodic_offsets", "explosion_centre", "shell_radii",
-           "mean_shell_radius", "shell_radius", "mask_iou", "frame_mse", "frame_mse_per_voxel",
-           "frame_mae", "frame_psnr", "ForecastScores", "affected_particles"]
+__all__ = ["SECTORS", "shell_mask", "swept_shell_mask", "periodic_offsets", "explosion_centre",
+           "shell_radii", "mean_shell_radius", "shell_radius", "mask_iou", "frame_mse",
+           "frame_mse_per_voxel", "frame_mae", "frame_psnr", "ForecastScores",
+           "affected_particles"]
 
 
 _METRICS = ("mse_sum_per_frame", "mse_per_voxel", "mae", "psnr", "ssim", "shell_iou",
