@@ -149,6 +149,9 @@ def test_units_from_the_header_and_support_from_density(tmp_path):
     assert p.time == pytest.approx(0.01 * 1e3 * PC_CM / 1e5 / KYR_S)
     assert read_snapshot(path, neighbours=64).support[0] == pytest.approx(
         p.support[0] * 2 ** (1 / 3))
+    with pytest.raises(UserInputError, match="gizmo.hdf5: stores no SmoothingLength; "
+                       "support_factor=2"):
+        read_snapshot(path, support_factor=2)
 
 
 def test_code_units_and_support_factor(tmp_path):
@@ -158,6 +161,8 @@ def test_code_units_and_support_factor(tmp_path):
     p = read_snapshot(path, support_factor=1.8)
     assert "code units" in p.units and p.time == 3.0
     assert p.support[0] == pytest.approx(0.18)
+    with pytest.raises(UserInputError, match="code.hdf5: stores SmoothingLength; neighbours=40"):
+        read_snapshot(path, neighbours=40)
 
 
 @pytest.mark.parametrize("header, datasets, message", [
@@ -205,9 +210,15 @@ def shell_snapshots(tmp_path_factory):
     return density, t_kyr, [str(p) for p in paths]
 
 
-def test_sampled_shell_deposits_to_its_density_within_the_noise(shell_snapshots):
+@pytest.fixture(scope="module")
+def shell_cubes(shell_snapshots):
+    """The snapshots deposited with the Wendland C2 kernel: (cubes, times, units)."""
+    return deposit_series(shell_snapshots[2], N, kernel_name="wendland")
+
+
+def test_sampled_shell_deposits_to_its_density_within_the_noise(shell_snapshots, shell_cubes):
     density, t_kyr, paths = shell_snapshots
-    cubes, times, units = deposit_series(paths, N)
+    cubes, times, units = shell_cubes
     np.testing.assert_allclose(times, t_kyr)
     assert units == "pc, Msun, kyr"
     # The frames' masses are the generating ones to within one particle per cell (stratified).
@@ -217,7 +228,8 @@ def test_sampled_shell_deposits_to_its_density_within_the_noise(shell_snapshots)
     assert (np.abs(masses - generating) < 4 * particle_mass * np.sqrt(N**3 / 12)).all()
     # Where the density is flat over the kernel, the deposit differs from it by the sampling
     # noise only: as much as two independent samples differ from each other (/ sqrt 2).
-    other = deposit_density(sample_particles(density[3], BOX, PER_CELL, seed=99), N)
+    other = deposit_density(sample_particles(density[3], BOX, PER_CELL, seed=99), N,
+                            kernel_name="wendland")
     flat = ndimage.maximum_filter(density[3], 5, mode="wrap") <= 1.000001 * ndimage.minimum_filter(
         density[3], 5, mode="wrap")
     assert flat.sum() > 300
@@ -227,7 +239,7 @@ def test_sampled_shell_deposits_to_its_density_within_the_noise(shell_snapshots)
     assert abs(error.mean()) < 4 * noise.std() / np.sqrt(flat.sum())
 
 
-def test_command_writes_a_clip_in_time_order(shell_snapshots, tmp_path, capsys):
+def test_command_writes_a_clip_in_time_order(shell_snapshots, shell_cubes, tmp_path, capsys):
     density, t_kyr, paths = shell_snapshots
     out = str(tmp_path / "clip.npz")
     assert main(paths + ["--out", out, "--cells", str(N), "--kernel", "wendland",
@@ -236,7 +248,7 @@ def test_command_writes_a_clip_in_time_order(shell_snapshots, tmp_path, capsys):
     data = load_sn_npz(out)
     assert data.frames.shape == (4, 1, N, N, N) and data.frames.max() == 1.0
     np.testing.assert_array_equal(data.clips[:, 0], [[0, 2], [2, 2]])
-    cubes, _, _ = deposit_series(paths, N, kernel_name="wendland")
+    cubes = shell_cubes[0]
     np.testing.assert_allclose(data.frames[:, 0], cubes / cubes.max(), rtol=1e-6, atol=1e-7)
     # the shell grows: the voxel farthest from the centre that changed moves out
     changed = [np.abs(f - data.frames[0, 0]) > 0.1 * data.frames[0, 0] for f in data.frames[1:, 0]]

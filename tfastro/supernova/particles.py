@@ -17,8 +17,9 @@ values stay in the file's code units and :attr:`GasParticles.units` says so.
 Smoothing length. ``SmoothingLength`` is taken as the kernel's support radius H (the kernel
 vanishes at r = H, the GADGET/GIZMO convention); ``support_factor`` scales it for codes that store
 another h (e.g. about 1.83 for SWIFT's cubic spline). Where only ``Density`` is stored, H is the
-radius holding ``neighbours`` particle masses at that density:
-``(4 pi / 3) H^3 rho = neighbours m``, i.e. ``H = (3 neighbours m / (4 pi rho))^(1/3)``.
+radius holding ``neighbours`` (default 32) particle masses at that density:
+``(4 pi / 3) H^3 rho = neighbours m``, i.e. ``H = (3 neighbours m / (4 pi rho))^(1/3)``. Each
+of the two settings applies to one case only; given for the other, it is an error.
 
 Deposit. Each particle's mass is spread over the cells whose centres lie within its support,
 with weights ``W(|x_cell - x| / H)`` of the chosen kernel normalised to sum to one over those
@@ -30,7 +31,7 @@ Command line (one clip from a series of snapshots, frames in time order)::
 
     python -m tfastro.supernova.particles snap_000.hdf5 snap_001.hdf5 ... --out clip.npz \
         --cells 32 [--size 60] [--centre X Y Z] [--kernel cubic|wendland] \
-        [--neighbours 32] [--support-factor 1] [--input-length N] [--overwrite]
+        [--neighbours N | --support-factor F] [--input-length N] [--overwrite]
 """
 import argparse
 import dataclasses
@@ -96,9 +97,6 @@ class GasParticles:
     path: str = ""
 
 
-_SWIFT_TO_CGS = "Conversion factor to CGS (not including cosmological corrections)"
-
-
 def _header_factors(path, header):
     """(length, mass, time) factors to pc, Msun, kyr from the Header's unit attributes, or None."""
     names = ("UnitLength_in_cm", "UnitMass_in_g", "UnitVelocity_in_cm_per_s")
@@ -135,14 +133,15 @@ def _read_array(path, group, name, ndim, length=None):
     return values
 
 
-def read_snapshot(path, *, neighbours=32, support_factor=1.0):
+def read_snapshot(path, *, neighbours=None, support_factor=None):
     """Read the gas particles of one HDF5 snapshot (layout and units: module docstring).
 
     Args:
       path: the snapshot file.
-      neighbours: particles within the support radius, used only when the file stores
+      neighbours: particles within the support radius (default 32), for a file that stores
         ``Density`` and no ``SmoothingLength``.
-      support_factor: support radius H = support_factor * SmoothingLength.
+      support_factor: support radius H = support_factor * SmoothingLength (default 1), for a
+        file that stores ``SmoothingLength``.
     Returns:
       :class:`GasParticles`.
     Raises:
@@ -153,9 +152,9 @@ def read_snapshot(path, *, neighbours=32, support_factor=1.0):
     if not os.path.isfile(path):
         raise UserInputError(f"{path}: no such file (expected an HDF5 snapshot with "
                              "PartType0/Coordinates, Masses, SmoothingLength or Density)")
-    if not support_factor > 0 or not neighbours > 0:
-        raise UserInputError(f"{path}: support_factor={support_factor} and "
-                             f"neighbours={neighbours} must be positive")
+    for name, value in (("neighbours", neighbours), ("support_factor", support_factor)):
+        if value is not None and not value > 0:
+            raise UserInputError(f"{name}={value}: must be positive")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -201,15 +200,25 @@ def read_snapshot(path, *, neighbours=32, support_factor=1.0):
     if box <= 0 or (masses <= 0).any():
         raise UserInputError(f"{path}: BoxSize and Masses must be positive")
     if smoothing is None:
+        if support_factor is not None:
+            raise UserInputError(f"{path}: stores no SmoothingLength; support_factor="
+                                 f"{support_factor} does not apply (the support comes from "
+                                 "Density and neighbours)")
         if (densities <= 0).any():
             raise UserInputError(f"{path}: PartType0/Density must be positive to derive "
                                  "smoothing lengths (no SmoothingLength stored)")
+        neighbours = 32 if neighbours is None else neighbours
         smoothing = (3.0 * neighbours * masses / (4.0 * np.pi * densities)) ** (1.0 / 3.0)
+    elif neighbours is not None:
+        raise UserInputError(f"{path}: stores SmoothingLength; neighbours={neighbours} (to "
+                             "derive it from Density) does not apply")
     elif (smoothing <= 0).any():
         raise UserInputError(f"{path}: PartType0/SmoothingLength must be positive")
+    else:
+        smoothing = smoothing * (1.0 if support_factor is None else support_factor)
     return GasParticles(
         positions=np.mod(positions * length, box * length), masses=masses * mass,
-        support=smoothing * support_factor * length, box_size=box * length,
+        support=smoothing * length, box_size=box * length,
         time=time * time_factor, units=units,
         densities=None if densities is None else densities * mass / length**3,
         ids=ids, path=path)
@@ -331,7 +340,7 @@ def _deposit_group(grid, x, h, masses, offsets, cells, whole_box, kernel_name):
 
 
 def deposit_series(paths, cells, *, size=None, centre=None, kernel_name="cubic",
-                   neighbours=32, support_factor=1.0):
+                   neighbours=None, support_factor=None):
     """Density cubes of a series of snapshots, in time order.
 
     Args:
@@ -389,11 +398,12 @@ def main(argv=None):
                         help="cube centre, the supernova's position (default: the box centre)")
     parser.add_argument("--kernel", choices=KERNELS, default="cubic",
                         help="SPH kernel: cubic spline M4 or Wendland C2 (default cubic)")
-    parser.add_argument("--neighbours", type=float, default=32,
-                        help="particles within the support, to derive it from Density when no "
-                        "SmoothingLength is stored (default 32)")
-    parser.add_argument("--support-factor", type=float, default=1.0,
-                        help="kernel support radius / SmoothingLength (default 1, GADGET/GIZMO)")
+    parser.add_argument("--neighbours", type=float, default=None,
+                        help="particles within the support, to derive it from Density in files "
+                        "without SmoothingLength (default 32)")
+    parser.add_argument("--support-factor", type=float, default=None,
+                        help="kernel support radius / SmoothingLength, for files with it "
+                        "(default 1, GADGET/GIZMO)")
     parser.add_argument("--input-length", type=int, default=None,
                         help="input frames of the clip (default: half of them)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
