@@ -275,7 +275,7 @@ class ForecastScores:
         return x[..., self.density_channel]
 
     def _add(self, name, t, values):
-        """Adds per-sample values; PSNR and radius error leave out non-finite ones (see class)."""
+        """Adds per-sample values; PSNR and the radii leave out non-finite ones (see class)."""
         values = np.asarray(values, dtype=np.float64)
         if name == "psnr" or name in _RADII:
             values = values[np.isfinite(values)]
