@@ -107,7 +107,7 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
 
 def forecast_and_score(model, data, cfg, out_dir, log=print):
     """Forecast every validation clip from its context with the EMA weights; score and save."""
-    from tfastro.supernova.evaluation import ForecastScores
+    from tfastro.supernova.evaluation import ForecastScores, explosion_centre
     from tfastro.supernova.figures import save_cross_sections, save_forecast_gif
     from tfastro.supernova.pipeline import sn_dataset
 
@@ -118,7 +118,9 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     for batch in dataset:
         clips = batch.numpy()
         pred = model.forecast(clips[:, :n_in], n_out)
-        scores.update(clips[:, n_in:], pred, clips[:, 0])
+        # the explosion centre of each clip, from its first frames after frame 0
+        scores.update(clips[:, n_in:], pred, clips[:, 0],
+                      centre=[explosion_centre(clip.sum(axis=-1)) for clip in clips])
         for clip, forecast in zip(clips, pred):
             if saved >= cfg.num_save_samples:
                 break
