@@ -81,6 +81,16 @@ def test_deposit_is_periodic(rng):
                                atol=1e-12)
 
 
+def test_a_sub_cube_is_the_same_cells_of_the_whole_box(rng):
+    # cells aligned with the whole box's; the sub-cube crosses the faces x = 0 and y = 8
+    box = 8.0
+    particles = gas(rng.random((500, 3)) * box, rng.uniform(0.1, 1.6, 500), box)
+    whole = deposit_density(particles, 16)
+    sub = deposit_density(particles, 8, size=4.0, centre=(1.0, 7.0, 4.0))
+    cells = np.ix_(np.arange(-2, 6) % 16, np.arange(10, 18) % 16, np.arange(4, 12))
+    np.testing.assert_allclose(sub, whole[cells], rtol=1e-12, atol=1e-12)
+
+
 def test_cube_around_a_particle_holds_its_kernel():
     # One particle with a support of 3 cells at a cell centre: the cube is W / sum W.
     particles = gas([[4.25, 4.25, 4.25]], 1.5, box=8.0)

@@ -311,11 +311,14 @@ def deposit_density(particles, cells, *, size=None, centre=None, kernel_name="cu
     x = cube_coordinates(particles.positions, box, centre, size, cells)
     h = particles.support / cell
     reach = np.ceil(h).astype(np.int64)
+    nearest = np.rint(x)
+    touches = whole_box | ((nearest + reach[:, None] >= 0)
+                           & (nearest - reach[:, None] < cells)).all(axis=1)
     grid = np.zeros(cells**3)
-    for s in np.unique(reach):
+    for s in np.unique(reach[touches]):
         steps = np.arange(-s, s + 1)
         offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
-        members = np.flatnonzero(reach == s)
+        members = np.flatnonzero((reach == s) & touches)
         for part in np.array_split(members, max(1, members.size * len(offsets) // chunk_cells)):
             _deposit_group(grid, x[part], h[part], particles.masses[part], offsets, cells,
                            whole_box, kernel_name)
