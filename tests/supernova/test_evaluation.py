@@ -162,6 +162,11 @@ def test_particles_in_a_known_sphere_are_flagged(rng, sign):
     assert scores["flagged"] == flags.sum() and scores["particles"] == len(r)
     assert scores["flagged_fraction"] == pytest.approx(flags.mean())
     assert scores["unmatched"] == 0
+    # truth: the gas inside that inner sphere changes, by 50 %: every such particle is flagged
+    later.densities = 1.0 + sign * 0.5 * (r < inner)
+    _, scores = affected_particles(forecast, particles, before=np.ones_like(forecast),
+                                   later=later)
+    assert scores["recall"] == 1.0 and scores["affected"] == (r < inner).sum()
 
 
 def test_affected_particles_follow_particle_ids(rng):
