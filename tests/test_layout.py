@@ -11,7 +11,9 @@ CASES = CASES_OF_LAYOUT = ("supernova", "multifield", "dm2gal", "turbulence", "p
 SHARED = ("fields", "core")
 ROLES = {"io", "synthetic", "pipeline", "layers", "model", "optimizers", "regressor", "hod",
          "config", "task", "evaluation", "figures"}
-ROLES |= {"simulations"}  # a simulation code's outputs -> the case's data files
+#: Readers of a case's simulation outputs, beside io (supernova: Athena++ series, SPH particle
+#: snapshots).
+READERS = {"simulations", "particles"}
 
 
 def imported_modules(path):
@@ -40,7 +42,7 @@ def test_the_tree_is_the_cases_and_the_shared_packages():
 @pytest.mark.parametrize("case", CASES)
 def test_a_case_uses_the_role_names(case):
     modules = {p.stem for p in (PACKAGE / case).glob("*.py")} - {"__init__"}
-    assert modules <= ROLES, modules - ROLES
+    assert modules <= ROLES | READERS, modules - ROLES - READERS
     assert {"io", "synthetic", "pipeline", "model", "config", "task", "evaluation",
             "figures"} <= modules
 
@@ -59,7 +61,8 @@ def test_cases_never_import_each_other(case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_reading_files_never_imports_evaluation(case):
-    for role in ("io", "synthetic"):
+    readers = {p.stem for p in (PACKAGE / case).glob("*.py")} & READERS
+    for role in ("io", "synthetic", *readers):
         imported = imported_modules(PACKAGE / case / f"{role}.py")
         assert not any(name.startswith(f"tfastro.{case}.evaluation") for name in imported)
         assert f"tfastro.{case}.evaluation" not in imported

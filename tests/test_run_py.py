@@ -99,6 +99,11 @@ def helpfull_defaults(text):
     return dict(re.findall(r"--(?:\[no\])?(\w+): .*?\(default:\s+'([^']*)'\)", own, re.S))
 
 
+# the gas particles a 3D-MIM forecast flags as affected (with --is_training=False)
+TFASTRO_ADDITIONS.update(particle_files="", particle_frame=-1, particle_cube_size=0.0,
+                         particle_centre="")
+
+
 def test_every_original_flag_has_its_default(run_py):
     values, _ = model_flags(run_py, "mim")
     assert set(values) == (set(ORIGINAL_DEFAULTS) | set(ORIGINAL_WITHOUT_DEFAULT)

@@ -9,7 +9,7 @@ from scipy import stats
 
 from tfastro.core.errors import UserInputError
 from tfastro.fields.random_fields import lognormal_field
-from tfastro.supernova.evaluation import shell_mask, shell_radius
+from tfastro.supernova.evaluation import shell_mask, shell_radius, swept_shell_mask
 from tfastro.supernova.synthetic import sedov_taylor_radius
 from tfastro.supernova.io import default_clips, load_sn_npz
 from tfastro.supernova.synthetic import (KYR_S, PC_CM, SNParams, blast_density, lognormal_cloud,
@@ -33,7 +33,7 @@ def turbulent_clips():
 
 def _measured_radii(clip):
     """Shell radius (voxels) of frames 1.. from the mask 'density > 1.1 x frame 0'."""
-    return np.array([shell_radius(shell_mask(frame, clip[0])) for frame in clip[1:]])
+    return np.array([shell_radius(swept_shell_mask(frame, clip[0])) for frame in clip[1:]])
 
 
 def test_format_range_and_clips(turbulent_clips):
@@ -97,7 +97,7 @@ def test_uniform_shell_follows_sedov_taylor(uniform_clip):
     expected = sedov_taylor_radius(t_kyr * KYR_S, 1e51, rho0) / voxel_cm
     np.testing.assert_allclose(radii, expected, rtol=0.05)
     # Spherical: the same radius in every octant.
-    late = shell_mask(uniform_clip[-1], uniform_clip[0])
+    late = swept_shell_mask(uniform_clip[-1], uniform_clip[0])
     octant_radii = _octant_radii(late)
     assert octant_radii.std() / octant_radii.mean() < 0.01
 
@@ -130,7 +130,7 @@ def test_turbulent_shell_is_anisotropic_and_lags_in_dense_directions(turbulent_c
     r = np.linalg.norm(np.indices((SIZE,) * 3) - (SIZE - 1) / 2.0, axis=0)
     for i in range(3):
         clip = frames[i * LENGTH:(i + 1) * LENGTH, 0]
-        mask = shell_mask(clip[12], clip[0])
+        mask = swept_shell_mask(clip[12], clip[0])
         radius = np.array([shell_radius(mask & (sectors == s)) for s in range(26)])
         # Mean pre-explosion density inside each sector's shell.
         density = np.array([clip[0][(sectors == s) & (r < radius[s])].mean()

@@ -58,6 +58,18 @@ class MIM3DConfig(RunSettings):
         "largest, the original's) or log (log10 density between the bounds the .npz states); "
         "must match the data and the checkpoint; forecasts are also written as densities "
         "(pd_density.npy) when the .npz states its normalisation.", ("max", "log"))
+    particle_files: str = setting("", "With --is_training=False: two SPH snapshots (HDF5, "
+                                  "PartType0), comma-separated: the gas at the first frame of the "
+                                  "first validation clip and the true later snapshot; the gas "
+                                  "particles the forecast flags as affected (density change > "
+                                  "10 %) and their recall, precision and flagged fraction are "
+                                  "written to particles.json.")
+    particle_frame: int = setting(-1, "Frame of the clip (0 = its first) the later snapshot of "
+                                  "--particle_files shows; -1: the last.")
+    particle_cube_size: float = setting(0.0, "Side of the cube the clip was deposited on, in the "
+                                        "snapshots' length unit; 0: the whole box.")
+    particle_centre: str = setting("", "Centre x,y,z of that cube in the snapshots' length unit; "
+                                   "empty: the box centre.")
 
     @property
     def grid(self):
@@ -69,6 +81,24 @@ class MIM3DConfig(RunSettings):
         """Keras dtype policy of --mixed_precision (or its alias --precision bfloat16)."""
         from tfastro.core.precision import policy_name
         return policy_name(self.mixed_precision, self.precision)
+
+    @property
+    def particle_frame_index(self):
+        """--particle_frame as an index into the clip (-1: the last frame)."""
+        return self.particle_frame + (self.total_length if self.particle_frame < 0 else 0)
+
+    @property
+    def particle_cube_centre(self):
+        """--particle_centre as (x, y, z) floats, or None (UserInputError naming the flag)."""
+        if not self.particle_centre:
+            return None
+        try:
+            centre = tuple(float(v) for v in self.particle_centre.split(","))
+        except ValueError:
+            centre = ()
+        need(len(centre) == 3, f"--particle_centre={self.particle_centre!r}: expected three "
+             "comma-separated numbers x,y,z")
+        return centre
 
     @property
     def hidden(self):
@@ -99,3 +129,24 @@ def validate_config(cfg):
         need(size % cfg.patch_size == 0, f"--{flag}={size} is not divisible by "
              f"--patch_size={cfg.patch_size}")
     need(cfg.num_save_samples >= 0, f"--num_save_samples={cfg.num_save_samples}: must be >= 0")
+    check_particle_settings(cfg)
+
+
+def check_particle_settings(cfg):
+    """The --particle_* flags: set only with --particle_files, which needs --is_training=False."""
+    defaults = {"particle_frame": -1, "particle_cube_size": 0.0, "particle_centre": ""}
+    if not cfg.particle_files:
+        for name, default in defaults.items():
+            need(getattr(cfg, name) == default, f"--{name}={getattr(cfg, name)!r} is read only "
+                 "with --particle_files")
+        return
+    need(not cfg.is_training, f"--particle_files={cfg.particle_files!r} is read only with "
+         "--is_training=False (forecast and score)")
+    need(len(cfg.particle_files.split(",")) == 2, f"--particle_files={cfg.particle_files!r}: "
+         "expected two comma-separated snapshots (the clip's first frame, the later one)")
+    need(cfg.input_length <= cfg.particle_frame_index < cfg.total_length,
+         f"--particle_frame={cfg.particle_frame}: must be a forecast frame, from "
+         f"--input_length={cfg.input_length} to --total_length-1={cfg.total_length - 1} (or -1)")
+    need(cfg.particle_cube_size >= 0, f"--particle_cube_size={cfg.particle_cube_size}: must be "
+         ">= 0 (0: the whole box)")
+    cfg.particle_cube_centre  # noqa: B018  (validates --particle_centre)

@@ -333,6 +333,47 @@ def normalise_density(density):
     return Normalisation("max", scale=scale).frames(density), scale
 
 
+def sample_particles(density, box_size, particles_per_cell, *, seed=0, neighbours=32, time=0.0,
+                     units="pc, Msun, kyr"):
+    """Equal-mass gas particles drawn from a density cube, stratified by cell.
+
+    Cell (i, j, k) spans ``[i, i + 1) x [j, j + 1) x [k, k + 1)`` times ``box_size / N``; it
+    receives ``floor(M_cell / m + u)`` particles (u uniform in [0, 1)), placed uniformly in it,
+    with m the mean cell mass over ``particles_per_cell``: the counts are the cell masses to
+    within one particle, and the positions follow the cube's piecewise-constant density.
+
+    Args:
+      density: ``(N, N, N)`` mass per volume (e.g. Msun pc^-3), >= 0.
+      box_size: side of the periodic box (e.g. pc).
+      particles_per_cell: particles in a cell of the mean density.
+      seed: seed of ``np.random.default_rng``.
+      neighbours: particles within a support radius, which is set from the cell density:
+        ``H = (3 neighbours m / (4 pi rho))^(1/3)``.
+      time: the snapshot's time; units: the units of box_size, density and time.
+    Returns:
+      :class:`tfastro.supernova.particles.GasParticles` with densities (of the cells) and ids.
+    """
+    from tfastro.supernova.particles import GasParticles
+    density = np.asarray(density, dtype=np.float64)
+    if density.ndim != 3 or len(set(density.shape)) != 1 or (density < 0).any():
+        raise UserInputError(f"sample_particles: density must be a non-negative cube (N, N, N), "
+                             f"got shape {density.shape}")
+    if not particles_per_cell > 0:
+        raise UserInputError(f"particles_per_cell={particles_per_cell}: must be positive")
+    rng = np.random.default_rng(seed)
+    cell = box_size / density.shape[0]
+    mass = density.mean() * cell**3 / particles_per_cell
+    counts = np.floor(density.ravel() * cell**3 / mass + rng.random(density.size)).astype(int)
+    cells = np.repeat(np.arange(density.size), counts)
+    corner = np.stack(np.unravel_index(cells, density.shape), axis=-1)
+    rho = density.ravel()[cells]
+    return GasParticles(
+        positions=(corner + rng.random(corner.shape)) * cell, masses=np.full(len(cells), mass),
+        support=(3.0 * neighbours * mass / (4.0 * np.pi * rho)) ** (1.0 / 3.0),
+        box_size=float(box_size), time=float(time), units=units, densities=rho,
+        ids=np.arange(len(cells)), path="synthetic")
+
+
 def make_sn_clips(n_clips, clip_length, size, *, medium="turbulent", seed=0,
                   params=SNParams()):
     """Synthetic sn frames and clips, ready for :func:`tfastro.supernova.io.save_sn_npz`.

@@ -118,7 +118,7 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
 
 def forecast_and_score(model, data, cfg, out_dir, log=print):
     """Forecast every validation clip from its context with the EMA weights; score and save."""
-    from tfastro.supernova.evaluation import ForecastScores
+    from tfastro.supernova.evaluation import ForecastScores, explosion_centre
     from tfastro.supernova.figures import save_cross_sections, save_forecast_gif
     from tfastro.supernova.pipeline import sn_dataset
 
@@ -129,7 +129,9 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     for batch in dataset:
         clips = batch.numpy()
         pred = model.forecast(clips[:, :n_in], n_out)
-        scores.update(clips[:, n_in:], pred, clips[:, 0])
+        # the explosion centre of each clip, from its first frames after frame 0
+        scores.update(clips[:, n_in:], pred, clips[:, 0],
+                      centre=[explosion_centre(clip.sum(axis=-1)) for clip in clips])
         for clip, forecast in zip(clips, pred):
             if saved >= cfg.num_save_samples:
                 break
@@ -152,6 +154,37 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     log(scores.format_table())
     log(f"forecasts and scores written to {out_dir}")
     return result
+
+
+def load_particles(cfg):
+    """The two snapshots of --particle_files (GasParticles), or None without it."""
+    if not cfg.particle_files:
+        return None
+    from tfastro.supernova.particles import read_snapshot
+    try:
+        return tuple(read_snapshot(p.strip()) for p in cfg.particle_files.split(","))
+    except UserInputError as err:
+        raise UserInputError(f"--particle_files: {err}") from None
+
+
+def score_particles(model, clip, snapshots, cfg, out_dir, log=print):
+    """Flag the gas of ``snapshots[0]`` that the forecast of ``clip`` says is affected by frame
+    --particle_frame, score against ``snapshots[1]``; writes ``particles.json`` (scores) and
+    ``affected_particles.npy`` (bool per particle of the first snapshot); returns the scores."""
+    from tfastro.supernova.evaluation import affected_particles
+    n_in = cfg.input_length
+    forecast = np.asarray(model.forecast(clip[None, :n_in], cfg.total_length - n_in))[0]
+    frame = np.clip(forecast[cfg.particle_frame_index - n_in], 0.0, 1.0).sum(axis=-1)
+    flags, scores = affected_particles(frame, snapshots[0], before=clip[0].sum(axis=-1),
+                                       size=cfg.particle_cube_size or None,
+                                       centre=cfg.particle_cube_centre, later=snapshots[1])
+    scores.update(snapshots=[s.path for s in snapshots], frame=cfg.particle_frame_index)
+    np.save(os.path.join(out_dir, "affected_particles.npy"), flags)
+    with open(os.path.join(out_dir, "particles.json"), "w") as f:
+        json.dump(scores, f, indent=1)
+    log(f"particles flagged as affected by frame {scores['frame']}: {scores['flagged']} of "
+        f"{scores['particles']}; recall {scores['recall']}, precision {scores['precision']}")
+    return scores
 
 
 def configure_tensorflow(cfg):
@@ -228,12 +261,17 @@ def test(cfg, log=print):
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
+    snapshots = load_particles(cfg)
     configure_tensorflow(cfg)
     model = build_model(cfg, valid_data.normalisation())
     restore(model, path, cfg.grid + (cfg.img_channel,))
     log(f"forecasting with {path} (iteration {int(model.iteration.numpy())})")
-    return forecast_and_score(model, valid_data, cfg,
-                              results_dir(cfg.gen_frm_dir, int(model.iteration.numpy())), log)
+    out_dir = results_dir(cfg.gen_frm_dir, int(model.iteration.numpy()))
+    result = forecast_and_score(model, valid_data, cfg, out_dir, log)
+    if snapshots:
+        result["particles"] = score_particles(model, valid_data.clip(0, cfg.total_length),
+                                              snapshots, cfg, out_dir, log)
+    return result
 
 
 def run(cfg, log=print):
