@@ -253,13 +253,18 @@ def test_command_writes_a_clip_in_time_order(shell_snapshots, shell_cubes, tmp_p
     density, t_kyr, paths = shell_snapshots
     out = str(tmp_path / "clip.npz")
     assert main(paths + ["--out", out, "--cells", str(N), "--kernel", "wendland",
-                         "--input-length", "2"]) == 0
+                         "--input_length", "2"]) == 0
     assert "4 frames" in capsys.readouterr().out
     data = load_sn_npz(out)
     assert data.frames.shape == (4, 1, N, N, N) and data.frames.max() == 1.0
     np.testing.assert_array_equal(data.clips[:, 0], [[0, 2], [2, 2]])
     cubes = shell_cubes[0]
     np.testing.assert_allclose(data.frames[:, 0], cubes / cubes.max(), rtol=1e-6, atol=1e-7)
+    meta = data.metadata[0]  # stored beside the frames: times, units and the scale
+    np.testing.assert_allclose(meta["times"], np.sort(t_kyr), rtol=1e-6)
+    assert meta["units"]["time"] == "kyr" and meta["units"]["length"] == "pc"
+    assert meta["normalisation"].kind == "max"
+    np.testing.assert_allclose(meta["normalisation"].scale, cubes.max(), rtol=1e-6)
     # the shell grows: the voxel farthest from the centre that changed moves out
     changed = [np.abs(f - data.frames[0, 0]) > 0.1 * data.frames[0, 0] for f in data.frames[1:, 0]]
     assert changed[0].sum() < changed[1].sum() < changed[2].sum()

@@ -1,8 +1,11 @@
 """The command line shared by every case's synthetic-data writer (``python -m
 tfastro.<case>.synthetic --out ...``): ``--out``, ``--seed`` and ``--overwrite`` beside the
-case's own options, and bad input reported in one line with exit status 2."""
+case's own options, and bad input reported in one line with exit status 2; ``comma_numbers``,
+the argparse type of an option of a few comma-separated numbers."""
 import argparse
 import sys
+
+import numpy as np
 
 from tfastro.core.errors import UserInputError
 
@@ -30,3 +33,18 @@ def synthetic_main(prog, what, out_help, add_arguments, write, argv=None):
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def comma_numbers(count, what):
+    """argparse type: ``count`` comma-separated finite numbers (``what`` they are, for the
+    error) -> tuple of floats."""
+    def parse(text):
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count or not np.isfinite(values).all():
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers "
+                                             f"({what}), got {text!r}")
+        return values
+    return parse

@@ -140,6 +140,28 @@ class Normalisation:
             raise UserInputError(f"{where}: {text!r} is not a normalisation ({err})") from None
 
 
+def check_normalisation(kind, log_bounds=None):
+    """UserInputError unless ``kind`` is one of NORMALISATIONS with ``log_bounds`` (log10 rho
+    at 0, at 1) given for "log" and only for it."""
+    if kind not in NORMALISATIONS:
+        raise UserInputError(f"normalisation={kind!r}: expected one of "
+                             f"{', '.join(NORMALISATIONS)}")
+    if (kind == "log") != (log_bounds is not None):
+        raise UserInputError(f"normalisation={kind}, log_bounds={log_bounds}: the bounds "
+                             "(log10 density at 0 and at 1) go with the log normalisation and "
+                             "only with it")
+
+
+def normalisation_of(density, kind="max", log_bounds=None, units=""):
+    """The :class:`Normalisation` ``kind`` of physical densities ``density`` (any shape):
+    "max" scales by their largest value, "log" maps log10 density between ``log_bounds``
+    (see :func:`check_normalisation`)."""
+    check_normalisation(kind, log_bounds)
+    if kind == "max":
+        return Normalisation("max", scale=float(np.max(density)), units=units)
+    return Normalisation("log", log_min=log_bounds[0], log_max=log_bounds[1], units=units)
+
+
 @dataclasses.dataclass
 class SNData:
     """The contents of one or two sn ``.npz`` files.

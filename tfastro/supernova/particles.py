@@ -31,7 +31,8 @@ Command line (one clip from a series of snapshots, frames in time order)::
 
     python -m tfastro.supernova.particles snap_000.hdf5 snap_001.hdf5 ... --out clip.npz \
         --cells 32 [--size 60] [--centre X Y Z] [--kernel cubic|wendland] \
-        [--neighbours N | --support-factor F] [--input-length N] [--overwrite]
+        [--neighbours N | --support_factor F] [--input_length N]
+        [--normalisation max|log --log_bounds LO,HI] [--overwrite]
 """
 import argparse
 import dataclasses
@@ -40,9 +41,10 @@ import sys
 
 import numpy as np
 
+from tfastro.core.cli import comma_numbers
 from tfastro.core.errors import UserInputError
-from tfastro.supernova.io import default_clips, save_sn_npz
-from tfastro.supernova.synthetic import KYR_S, PC_CM, normalise_density
+from tfastro.supernova.io import NORMALISATIONS, default_clips, normalisation_of, save_sn_npz
+from tfastro.supernova.synthetic import KYR_S, PC_CM
 
 #: Solar mass in g.
 MSUN_G = 1.98847e33
@@ -370,19 +372,38 @@ def deposit_series(paths, cells, *, size=None, centre=None, kernel_name="cubic",
     return densities, np.array([s.time for s in snaps]), first.units
 
 
-def write_clip(path, densities, *, input_length=None, overwrite=False):
+def unit_names(units):
+    """The ``units`` of an sn ``.npz`` (names of length, mass, time and density) of a
+    snapshot's :attr:`GasParticles.units`."""
+    if units.startswith("pc, Msun"):
+        return {"length": "pc", "mass": "Msun", "density": "Msun pc-3",
+                "time": "kyr" if units.endswith("kyr") else "code_time"}
+    return {"length": "code_length", "mass": "code_mass", "density": "code_density",
+            "time": "code_time"}
+
+
+def write_clip(path, densities, *, times=None, cube_size=None, centre=None, units=None,
+               normalisation="max", log_bounds=None, input_length=None, overwrite=False):
     """Write physical density cubes ``(T, X, Y, Z)`` as one clip of an sn ``.npz``.
 
-    Frames are divided by their largest density (the original's scaling, to [0, 1]); the first
-    ``input_length`` frames (default T // 2) are the clip's input. Returns ``path``.
+    Frames are normalised by :func:`tfastro.supernova.io.normalisation_of` (default: divided
+    by their largest density, the original's scaling); the first ``input_length`` frames
+    (default T // 2) are the clip's input. ``times`` (T,), the cube's side ``cube_size``, its
+    ``centre`` (3,) and the snapshots' ``units`` (:attr:`GasParticles.units`) are stored
+    beside the frames when given. Returns ``path``.
     """
     densities = np.asarray(densities)
     if densities.ndim != 4 or len(densities) < 2:
         raise UserInputError(f"{path}: need at least two density cubes (T, X, Y, Z), "
                              f"got shape {densities.shape}")
-    frames, _ = normalise_density(densities)
-    clips = default_clips(len(frames), len(frames), input_length)
-    return save_sn_npz(path, frames[:, None], clips, overwrite=overwrite)
+    names = None if units is None else unit_names(units)
+    scale = normalisation_of(densities, normalisation, log_bounds,
+                             units="" if names is None else names["density"])
+    clips = default_clips(len(densities), len(densities), input_length)
+    return save_sn_npz(path, scale.frames(densities)[:, None], clips, overwrite=overwrite,
+                       normalisation=scale, times=times, units=names,
+                       box_size=None if cube_size is None else np.full(3, float(cube_size)),
+                       centre=centre)
 
 
 def main(argv=None):
@@ -404,11 +425,17 @@ def main(argv=None):
     parser.add_argument("--neighbours", type=float, default=None,
                         help="particles within the support, to derive it from Density in files "
                         "without SmoothingLength (default 32)")
-    parser.add_argument("--support-factor", type=float, default=None,
+    parser.add_argument("--support_factor", type=float, default=None,
                         help="kernel support radius / SmoothingLength, for files with it "
                         "(default 1, GADGET/GIZMO)")
-    parser.add_argument("--input-length", type=int, default=None,
+    parser.add_argument("--input_length", type=int, default=None,
                         help="input frames of the clip (default: half of them)")
+    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="max",
+                        help="max: density / its largest value (the original's); log: log10 "
+                        "density between --log_bounds")
+    parser.add_argument("--log_bounds", type=comma_numbers(2, "log10 rho at 0, at 1"),
+                        help="log10 of the densities mapped to 0 and 1 (with --normalisation "
+                        "log)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     try:
@@ -419,14 +446,15 @@ def main(argv=None):
             args.snapshots, args.cells, size=args.size, centre=args.centre,
             kernel_name=args.kernel, neighbours=args.neighbours,
             support_factor=args.support_factor)
-        write_clip(args.out, densities, input_length=args.input_length,
-                   overwrite=args.overwrite)
+        write_clip(args.out, densities, times=times, cube_size=args.size, centre=args.centre,
+                   units=units, normalisation=args.normalisation, log_bounds=args.log_bounds,
+                   input_length=args.input_length, overwrite=args.overwrite)
     except UserInputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     print(f"Wrote {args.out}: {len(times)} frames of {args.cells}^3 cells ({units}), "
-          f"times {', '.join(f'{t:.4g}' for t in times)}; density scaled by its largest "
-          f"value {densities.max():.4g}")
+          f"times {', '.join(f'{t:.4g}' for t in times)}; {args.normalisation} "
+          f"normalisation (largest density {densities.max():.4g})")
     return 0
 
 

@@ -30,8 +30,10 @@ import numpy as np
 
 from tfastro.core.athena import (DENSITY_VARIABLES, athdf_variables, first_variable, read_athdf,
                                  resample_cube)
+from tfastro.core.cli import comma_numbers
 from tfastro.core.errors import UserInputError
-from tfastro.supernova.io import NORMALISATIONS, Normalisation, default_clips, save_sn_npz
+from tfastro.supernova.io import (NORMALISATIONS, check_normalisation, default_clips,
+                                  normalisation_of, save_sn_npz)
 
 __all__ = ["read_density_series", "detect_centre", "periodic_cut", "simulation_clips",
            "write_simulation_clips", "main"]
@@ -139,13 +141,7 @@ def simulation_clips(paths, *, grid=None, region=None, centre=None, centre_frame
       ``(T, 1, grid, grid, grid)`` in [0, 1], ``clips``, ``times`` ``(T,)``, ``box_size`` (X, Y, Z)
       of a clip's cube, ``centre`` (x, y, z) in the box, ``units``, ``normalisation``.
     """
-    if normalisation not in NORMALISATIONS:
-        raise UserInputError(f"normalisation={normalisation!r}: expected one of "
-                             f"{', '.join(NORMALISATIONS)}")
-    if (normalisation == "log") != (log_bounds is not None):
-        raise UserInputError(f"normalisation={normalisation}, log_bounds={log_bounds}: the "
-                             "bounds (log10 density at 0 and at 1) go with the log "
-                             "normalisation and only with it")
+    check_normalisation(normalisation, log_bounds)
     for name, value in (("grid", grid), ("region", region)):
         if value is not None and int(value) < 1:
             raise UserInputError(f"{name}={value}: expected a positive number of cells")
@@ -164,9 +160,7 @@ def simulation_clips(paths, *, grid=None, region=None, centre=None, centre_frame
              else _cell_centre(centre, box, origin, shape))
     cuts = np.stack([resample_cube(periodic_cut(frame, cells, region), grid)[0]
                      for frame in density])
-    bounds = {} if log_bounds is None else dict(zip(("log_min", "log_max"), log_bounds))
-    scale = Normalisation(normalisation, units=CODE_UNITS["density"], **bounds,
-                          scale=float(cuts.max()) if normalisation == "max" else None)
+    scale = normalisation_of(cuts, normalisation, log_bounds, units=CODE_UNITS["density"])
     n_frames = len(times)
     clip_length = int(clip_length or n_frames)
     clips = default_clips(n_frames, clip_length, input_length)
@@ -192,19 +186,6 @@ def write_simulation_clips(out, paths, overwrite=False, **options):
     return save_sn_npz(out, clips.pop("frames"), clips.pop("clips"), overwrite=overwrite, **clips)
 
 
-def _numbers(count, what):
-    def parse(text):
-        try:
-            values = tuple(float(v) for v in text.split(","))
-        except ValueError:
-            values = ()
-        if len(values) != count or not np.isfinite(values).all():
-            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers "
-                                             f"({what}), got {text!r}")
-        return values
-    return parse
-
-
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m tfastro.supernova.simulations",
@@ -216,14 +197,14 @@ def _parser():
                         "--region, else the mesh)")
     parser.add_argument("--region", type=int, help="native cells per side cut around the "
                         "centre (default: --grid)")
-    parser.add_argument("--centre", type=_numbers(3, "x,y,z"), help="explosion centre x,y,z "
+    parser.add_argument("--centre", type=comma_numbers(3, "x,y,z"), help="explosion centre x,y,z "
                         "in box units (default: detected)")
     parser.add_argument("--centre_frames", type=int, default=3, help="frames after the first "
                         "whose density change locates the centre (default 3)")
     parser.add_argument("--normalisation", choices=NORMALISATIONS, default="max",
                         help="max: density / its largest value (the original's); log: log10 "
                         "density between --log_bounds")
-    parser.add_argument("--log_bounds", type=_numbers(2, "log10 rho at 0, at 1"),
+    parser.add_argument("--log_bounds", type=comma_numbers(2, "log10 rho at 0, at 1"),
                         help="log10 of the densities mapped to 0 and 1 (with --normalisation "
                         "log)")
     parser.add_argument("--clip_length", type=int, help="frames per clip (default: all)")
