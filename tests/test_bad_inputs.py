@@ -169,7 +169,7 @@ def test_an_interrupted_field_write_leaves_nothing_under_the_final_name(tmp_path
         tng.save_field(path, np.ones((4, 4, 4)))
     assert not path.exists()
     monkeypatch.undo()
-    tng.save_field(path, np.ones((4, 4, 4)), overwrite=True)
+    tng.save_field(path, np.ones((4, 4, 4)))
     np.testing.assert_array_equal(tng.load_field(path, mmap=False), np.ones((4, 4, 4)))
     assert sorted(os.listdir(tmp_path)) == [f"stellar{suffix}"]
 
@@ -179,7 +179,7 @@ def cores_dir(tmp_path_factory):
     from tfastro.prestellar.io import write_prestellar
     from tfastro.prestellar.synthetic import synthetic_cores
     out = tmp_path_factory.mktemp("prestellar")
-    write_prestellar(out, synthetic_cores(4, n=8, n_channels=8, seed=0), fits_files=False)
+    write_prestellar(out, synthetic_cores(4, n=8, n_channels=8, seed=0))
     return out
 
 
@@ -203,6 +203,20 @@ def test_prestellar_non_numeric_or_non_finite_arrays_are_named(tmp_path, cores_d
     message = refused("prestellar", make_config("prestellar", tmp_path, data_dir=str(data)),
                       tmp_path)
     assert message.startswith(f"--data_dir={str(data)!r}: {data / 'prestellar.h5'}: {says}")
+
+
+def test_a_non_finite_prestellar_fits_cube_is_named(tmp_path, cores_dir):
+    from astropy.io import fits
+
+    from tfastro.prestellar.io import read_prestellar
+    path = tmp_path / "core.fits"
+    with fits.open(cores_dir / "fits" / "core_0001.fits") as hdus:
+        hdus["V_LOS"].data[1, 2, 3] = np.nan
+        hdus.writeto(path)
+    with pytest.raises(UserInputError) as err:
+        read_prestellar(path)
+    assert str(err.value) == (f"{path}: extension V_LOS holds 1 non-finite value(s) (NaN or "
+                              "inf as float32); expected finite numbers")
 
 
 @pytest.fixture(scope="module")
