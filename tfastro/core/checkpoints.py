@@ -97,10 +97,16 @@ def worker_strategy(cfg):
 
 
 def results_dir(gen_frm_dir, iteration):
-    """``<gen_frm_dir>/<iteration>``, or ``<iteration>_2``, ``_3`` ... if that one is taken."""
+    """``<gen_frm_dir>/<iteration>``, or ``<iteration>_2``, ``_3`` ... if that one is taken;
+    UserInputError naming a file found there."""
     base = os.path.join(gen_frm_dir, str(int(iteration)))
     path, n = base, 1
-    while os.path.exists(path) and os.listdir(path):
+    while os.path.exists(path):
+        if not os.path.isdir(path):
+            raise UserInputError(f"--gen_frm_dir: {path!r} is a file; expected the results "
+                                 f"folder of iteration {int(iteration)} (move the file away)")
+        if not os.listdir(path):
+            break
         n += 1
         path = f"{base}_{n}"
     os.makedirs(path, exist_ok=True)

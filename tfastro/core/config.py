@@ -4,9 +4,10 @@ A field is declared with :func:`setting` (default, help text, allowed values) or
 setting several cases share, with :func:`shared` (the case's own default; help text and
 allowed values from :data:`SHARED`). ``run.py`` turns :func:`settings` of the chosen case's
 config into its absl flags; the cases' ``validate_config`` use :func:`need`,
-:func:`need_positive` and :func:`check_settings`.
+:func:`need_positive`, :func:`need_folder` and :func:`check_settings`.
 """
 import dataclasses
+import os
 
 from tfastro.core.errors import UserInputError
 from tfastro.core.precision import PRECISIONS
@@ -52,6 +53,11 @@ SHARED = {
     "epochs": ("Most training epochs (early stopping may end sooner).", None),
     "patience": ("Early stopping: epochs without a better validation loss.", None),
 }
+# allowed range of the numeric settings several cases share, by name
+POSITIVE = ("lr", "batch_size", "max_iterations", "display_interval", "test_interval",
+            "snapshot_interval", "epochs", "patience", "keep_checkpoints")
+NON_NEGATIVE = ("n_gpu", "seed")
+OUTPUT_FOLDERS = ("save_dir", "gen_frm_dir")  # folders every case writes into
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +120,28 @@ def need_positive(cfg, *names):
         need(value >= 1, f"--{name}={value}: must be a positive integer")
 
 
+def need_folder(cfg, *names):
+    """Each of the settings ``names`` of ``cfg`` names a folder or nothing yet (UserInputError
+    naming it when it is a file)."""
+    for name in names:
+        path = getattr(cfg, name)
+        need(os.path.isdir(path) or not os.path.exists(path),
+             f"--{name}={path!r} is a file; expected a folder (made when absent)")
+
+
 def check_settings(cfg):
-    """``cfg.model_name`` is the one its class is declared for, and every setting with
-    allowed values holds one of them; UserInputError naming the flag otherwise."""
+    """``cfg.model_name`` is the one its class is declared for, every setting with allowed
+    values holds one of them, those of :data:`POSITIVE` / :data:`NON_NEGATIVE` are > 0 /
+    >= 0 and those of :data:`OUTPUT_FOLDERS` are not files; UserInputError naming the flag
+    otherwise."""
+    need_folder(cfg, *(name for name in OUTPUT_FOLDERS if hasattr(cfg, name)))
     for s in settings(cfg):
         value = getattr(cfg, s.name)
-        if s.name == "model_name":
+        if s.name in POSITIVE:
+            need(value > 0, f"--{s.name}={value}: expected {'>= 1' if s.type is int else '> 0'}")
+        elif s.name in NON_NEGATIVE:
+            need(value >= 0, f"--{s.name}={value}: expected >= 0")
+        elif s.name == "model_name":
             need(value == s.default, f"--model_name={value!r}: {type(cfg).__name__} holds the "
                  f"settings of --model_name {s.default}")
         elif s.choices is not None:

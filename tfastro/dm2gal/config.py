@@ -1,7 +1,8 @@
 """Settings of a dm2gal run (run.py --model_name dm2gal)."""
 import dataclasses
 
-from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
+from tfastro.core.config import (RunSettings, check_settings, need, need_folder, need_positive,
+                                 setting, shared)
 from tfastro.core.errors import UserInputError
 
 
@@ -66,15 +67,28 @@ def validate_config(cfg):
     check_settings(cfg)
     need(cfg.dataset_name == "tng", f"--dataset_name={cfg.dataset_name!r}: dm2gal reads "
          "IllustrisTNG fields, dataset 'tng'")
-    need_positive(cfg, "grid_size", "window", "dm2gal_ch", "batch_size", "display_interval",
-                  "test_interval", "snapshot_interval")
+    need_positive(cfg, "grid_size", "window", "dm2gal_ch")
+    need_folder(cfg, "field_dir")
     need(cfg.window % 2 == 1, f"--window={cfg.window}: must be odd (a centre voxel)")
-    need(cfg.lr > 0 and cfg.weight_decay >= 0, f"--lr={cfg.lr}, --weight_decay={cfg.weight_decay}: "
-         "expected lr > 0 and weight_decay >= 0")
-    for flag in ("test_region", "validation_region"):
-        cfg.box(flag)
+    need(cfg.weight_decay >= 0, f"--weight_decay={cfg.weight_decay}: expected >= 0")
+    need(cfg.stellar_threshold >= 0, f"--stellar_threshold={cfg.stellar_threshold:g}: expected "
+         ">= 0 (Msun/h)")
+    regions(cfg)
     bispectrum_k(cfg, 1.0)
     policy_name(cfg.mixed_precision)
+
+
+def regions(cfg):
+    """The :class:`tfastro.dm2gal.pipeline.DM2GalRegions` of --grid_size, --test_region,
+    --validation_region and --window; UserInputError naming them otherwise."""
+    from tfastro.dm2gal.pipeline import split_regions
+    flags = (f"--grid_size={cfg.grid_size}, --test_region={cfg.test_region!r}, "
+             f"--validation_region={cfg.validation_region!r}, --window={cfg.window}")
+    test, validation = cfg.box("test_region"), cfg.box("validation_region")
+    try:
+        return split_regions(cfg.grid_size, test, validation, cfg.window)
+    except UserInputError as err:
+        raise UserInputError(f"{flags}: {err}") from None
 
 
 def bispectrum_k(cfg, k_fundamental):

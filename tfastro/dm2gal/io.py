@@ -456,19 +456,24 @@ def _field_format(path):
 def save_field(path, array, overwrite=False):
     """Write a field as ``.npy`` or as HDF5 (``.h5``/``.hdf5``, chunked dataset "field").
 
-    Refuses (UserInputError) to replace an existing file unless ``overwrite``.
+    Refuses (UserInputError) to replace an existing file unless ``overwrite``. The file is
+    written under a temporary name, then renamed: an interrupted write leaves no partial file
+    under ``path``.
     """
     kind = _field_format(path)
     if os.path.exists(path) and not overwrite:
         raise UserInputError(f"{path}: file exists; refusing to overwrite it (pass "
                              "overwrite=True to replace it)")
     array = np.asarray(array)
+    stem, extension = os.path.splitext(os.fspath(path))
+    partial = f"{stem}.partial{extension}"
     if kind == "npy":
-        np.save(path, array)
+        np.save(partial, array)
     else:
-        with h5py.File(path, "w") as handle:
+        with h5py.File(partial, "w") as handle:
             handle.create_dataset("field", data=array,
                                   chunks=tuple(min(s, 64) for s in array.shape) or None)
+    os.replace(partial, path)
 
 
 def load_field(path, mmap=True):
@@ -481,9 +486,13 @@ def load_field(path, mmap=True):
     kind = _field_format(path)
     if not os.path.isfile(path):
         raise UserInputError(f"{path}: no such field file")
-    if kind == "npy":
-        return np.load(path, mmap_mode="r" if mmap else None)
-    handle = h5py.File(path, "r")
+    try:
+        if kind == "npy":
+            return np.load(path, mmap_mode="r" if mmap else None)
+        handle = h5py.File(path, "r")
+    except (OSError, ValueError, EOFError) as err:
+        raise UserInputError(f"{path}: not a readable {kind} field (truncated or damaged: "
+                             f"{err}); remove it to have it computed again") from None
     if "field" not in handle:
         handle.close()
         raise UserInputError(f"{path}: missing dataset 'field'")

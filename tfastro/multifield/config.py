@@ -100,6 +100,5 @@ def validate_config(cfg):
     need(cfg.resolution in RESOLUTIONS,
          f"--resolution={cfg.resolution}: expected one of {RESOLUTIONS}")
     need(cfg.gan_width > 0, f"--gan_width={cfg.gan_width}: must be positive")
-    need(cfg.lr > 0, f"--lr={cfg.lr}: must be positive")
-    need_positive(cfg, "latent_dim", "n_critic", "batch_size", "display_interval", "test_interval",
-                  "snapshot_interval", "num_generated_maps", "eval_maps", "regressor_steps")
+    need_positive(cfg, "latent_dim", "n_critic", "num_generated_maps", "eval_maps",
+                  "regressor_steps")

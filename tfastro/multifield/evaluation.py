@@ -223,6 +223,8 @@ def regression_scores(theta_true, theta_pred, names=("Omega_m", "sigma_8")):
     Returns:
       dict {name: {``rmse``: sqrt(mean (pred - true)^2), ``r2``: 1 - sum (pred - true)^2 /
       sum (true - mean true)^2}}: R^2 is 1 for a perfect prediction, 0 for predicting the mean.
+      Where every true value of a parameter is the same, its ``r2`` is None (not defined) and
+      ``r2_undefined`` says why.
     """
     theta_true = np.asarray(theta_true, dtype=np.float64)
     theta_pred = np.asarray(theta_pred, dtype=np.float64)
@@ -233,7 +235,14 @@ def regression_scores(theta_true, theta_pred, names=("Omega_m", "sigma_8")):
         raise ValueError(f"names={tuple(names)}: expected {theta_true.shape[1]} names")
     rmse = np.sqrt(np.mean((theta_pred - theta_true) ** 2, axis=0))
     r2 = _r_squared(theta_true.T, theta_pred.T)
-    return jsonable({name: {"rmse": rmse[p], "r2": r2[p]} for p, name in enumerate(names)})
+    scores = {}
+    for p, name in enumerate(names):
+        scores[name] = {"rmse": rmse[p], "r2": r2[p]}
+        if np.unique(theta_true[:, p]).size <= 1:
+            scores[name].update(r2=None, r2_undefined=(
+                f"the {len(theta_true)} true {name} values are all equal (the maps share one "
+                "parameter vector): R^2 would divide by their zero variance"))
+    return jsonable(scores)
 
 
 def amplitude_ordering(maps_by_sigma8, box_size=25.0, fields=CMD_FIELDS, n_bins=5):

@@ -114,7 +114,8 @@ def train_parameter_regressor(cmd, train_indices, cfg, log=print):
     regressor = ParameterRegressor(cfg.resolution, len(cmd.fields), len(cfg.param_names))
     regressor.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     data = cmd_dataset(cmd, train_indices, cfg.batch_size, cfg.param_names, seed=cfg.seed + 1)
-    history = regressor.fit(data, steps_per_epoch=cfg.regressor_steps, epochs=1, verbose=0)
+    history = regressor.fit(data, steps_per_epoch=cfg.regressor_steps, epochs=1, shuffle=False,
+                            verbose=0)  # the dataset shuffles itself
     log(f"parameter regressor: {cfg.regressor_steps} steps on real training maps, "
         f"final loss {history.history['loss'][-1]:.4f}")
     return regressor
@@ -189,16 +190,27 @@ def summary(report, fields):
     lines = [f"evaluation at iteration {report['iteration']} on {report['maps']} test maps"]
     for field in fields:
         spectra, pdf = stats["spectra"]["channels"][field], stats["pdfs"]["channels"][field]
-        lines.append(f"  {field:5s} P(k) R2(log) {spectra['r2_log']:.3f}  max |ratio-1| "
-                     f"{spectra['max_rel_error']:.3f}  PDF KS {pdf['ks_distance']:.3f}")
+        lines.append(f"  {field:5s} P(k) R2(log) {_number(spectra['r2_log'])}  max |ratio-1| "
+                     f"{_number(spectra['max_rel_error'])}  PDF KS {pdf['ks_distance']:.3f}")
     if "sigma8_ordering" in report:
         lines.append("  P(k) amplitude against sigma_8, Spearman: " + ", ".join(
             f"{field} {c['spearman']:.2f}"
             for field, c in report["sigma8_ordering"]["channels"].items()))
     for where, scores in report.get("conditioning", {}).items():
         lines.append(f"  regressor on {where} maps: " + ", ".join(
-            f"{name} R2 {score['r2']:.3f}" for name, score in scores.items()))
+            f"{name} R2 {_r2_text(score)}" for name, score in scores.items()))
     return "\n".join(lines)
+
+
+def _number(value):
+    """A score for the log: 3 decimals, or "not defined" for None (JSON's NaN)."""
+    return "not defined" if value is None else f"{value:.3f}"
+
+
+def _r2_text(score):
+    """R^2 of a regressed parameter for the log, with the reason when it is not defined."""
+    reason = score.get("r2_undefined")
+    return _number(score["r2"]) + (f" ({reason})" if reason else "")
 
 
 def _interval_means(logs, previous, steps):
@@ -228,6 +240,11 @@ def train(cfg, log=print):
     cmd, split = open_maps(cfg)
     train_indices = map_indices(split["train"], num_maps=cmd.num_maps)
     test_indices = evaluation_indices(cmd, split["test"], cfg.eval_maps)
+    batch = global_batch(cfg.batch_size, strategy)
+    if len(train_indices) < batch:
+        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
+                             f"replica(s): the training simulations of --data_dir="
+                             f"{cfg.data_dir!r} hold only {len(train_indices)} maps")
     previous = ({}, 0)
 
     def describe(gan, start):
@@ -242,9 +259,8 @@ def train(cfg, log=print):
         return "  " + "  ".join(f"{k} {v:.4g}" for k, v in means.items())
 
     def dataset(start):
-        return shard_by_data(cmd_dataset(cmd, train_indices,
-                                         global_batch(cfg.batch_size, strategy),
-                                         cfg.param_names, seed=cfg.seed, start_batch=start))
+        return shard_by_data(cmd_dataset(cmd, train_indices, batch, cfg.param_names,
+                                         seed=cfg.seed, start_batch=start))
 
     return train_iterations(
         cfg, strategy, lambda: build_gan(cfg, len(cmd.fields)), restore, dataset, describe,

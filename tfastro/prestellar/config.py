@@ -39,11 +39,9 @@ def validate_config(cfg):
     check_settings(cfg)
     need(cfg.dataset_name == "prestellar", f"--dataset_name={cfg.dataset_name!r}: the column "
          "network reads prestellar PPV cubes, dataset 'prestellar'")
-    need_positive(cfg, "column_width", "column_depth", "spectral_kernel", "mc_samples",
-                  "batch_size", "epochs", "patience")
+    need_positive(cfg, "column_width", "column_depth", "spectral_kernel", "mc_samples")
     need(0 <= cfg.column_dropout < 1, f"--column_dropout={cfg.column_dropout}: expected 0 <= "
          "rate < 1")
     need(cfg.scan_window >= 0, f"--scan_window={cfg.scan_window}: expected 0 (one pass) or a "
          "window side in pixels")
-    need(cfg.lr > 0, f"--lr={cfg.lr}: must be positive")
     policy_name(cfg.mixed_precision)

@@ -133,6 +133,25 @@ def write_prestellar(out_dir, cores, overwrite=False, fits_files=True):
     return {"hdf5": h5_path, "fits": fits_paths}
 
 
+def _finite_dataset(handle, name, path):
+    """Dataset ``name`` of an open HDF5 file as float32; UserInputError naming the file and
+    the dataset unless it holds finite numbers."""
+    dataset = handle[name]
+    if not isinstance(dataset, h5py.Dataset) or dataset.dtype.kind not in "biuf":
+        kind = dataset.dtype if isinstance(dataset, h5py.Dataset) else "a group"
+        raise UserInputError(f"{path}: dataset {name!r} holds {kind} values; expected numbers")
+    return _finite(np.asarray(dataset, dtype=np.float32), path, f"dataset {name!r}")
+
+
+def _finite(values, path, what):
+    """``values`` unless some are NaN or inf (UserInputError naming ``path`` and ``what``)."""
+    bad = np.count_nonzero(~np.isfinite(values))
+    if bad:
+        raise UserInputError(f"{path}: {what} holds {bad} non-finite value(s) (NaN or inf as "
+                             "float32); expected finite numbers")
+    return values
+
+
 def _read_hdf5(path):
     try:
         handle = h5py.File(path, "r")
@@ -145,9 +164,8 @@ def _read_hdf5(path):
         if missing:
             raise UserInputError(f"{path}: missing {', '.join(missing)}; expected a prestellar "
                                  "file written by write_prestellar")
-        ppv = np.asarray(handle["ppv"], dtype=np.float32)
-        log_density = np.asarray(handle["log_density"], dtype=np.float32)
-        v_los = np.asarray(handle["v_los"], dtype=np.float32)
+        ppv, log_density, v_los = (_finite_dataset(handle, name, path)
+                                   for name in ("ppv", "log_density", "v_los"))
         table = np.asarray(handle["params"])
         absent = [f for f in PARAM_FIELDS if f not in (table.dtype.names or ())]
         if absent:
@@ -192,10 +210,11 @@ def read_prestellar_fits(path):
         dv = float(h["CDELT3"]) * to_kms
         v0 = (float(h["CRVAL3"]) + (1.0 - float(h.get("CRPIX3", 1.0))) * float(h["CDELT3"]))
         v_min = v0 * to_kms - dv / 2.0
-        ppv = np.asarray(hdus[0].data, dtype=np.float32).transpose(2, 1, 0)
-        log_density = np.asarray(hdus[1 + names.index("LOG_DENSITY")].data,
-                                 np.float32).transpose(2, 1, 0)
-        v_los = np.asarray(hdus[1 + names.index("V_LOS")].data, np.float32).transpose(2, 1, 0)
+        ppv, log_density, v_los = (
+            _finite(np.asarray(hdu.data, np.float32), path, what).transpose(2, 1, 0)
+            for hdu, what in ((hdus[0], "the primary HDU (PPV)"),
+                              (hdus[1 + names.index("LOG_DENSITY")], "extension LOG_DENSITY"),
+                              (hdus[1 + names.index("V_LOS")], "extension V_LOS")))
         params = _params_from_row({name: h[card] for name, card in _FITS_CARDS.items()})
         return CoreSet(ppv[None], log_density[None], v_los[None], [params],
                        (v_min, v_min + dv * ppv.shape[-1]),

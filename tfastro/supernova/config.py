@@ -106,8 +106,15 @@ class MIM3DConfig(RunSettings):
         from tfastro.supernova.model import check_num_hidden
         text = (self.num_hidden if isinstance(self.num_hidden, str)
                 else ",".join(map(str, self.num_hidden)))
+        items = [v.strip() for v in text.split(",")]
+        for item in items:
+            try:
+                int(item)
+            except ValueError:
+                raise UserInputError(f"--num_hidden={text!r}: item {item!r} is not an integer "
+                                     "(expected comma-separated channel counts)") from None
         try:
-            return check_num_hidden(v.strip() for v in text.split(","))
+            return check_num_hidden([int(v) for v in items])
         except ValueError as err:
             raise UserInputError(f"--num_hidden={text!r}: {err}") from None
 
@@ -121,14 +128,19 @@ def validate_config(cfg):
     need(cfg.input_length >= 1, f"--input_length={cfg.input_length}: must be at least 1")
     need(cfg.input_length < cfg.total_length, f"--input_length={cfg.input_length} must be "
          f"smaller than --total_length={cfg.total_length}")
-    need_positive(cfg, "img_width", "img_depth", "img_channel", "filter_size", "patch_size",
-                  "batch_size", "display_interval", "test_interval", "snapshot_interval")
+    need_positive(cfg, "img_width", "img_depth", "img_channel", "filter_size", "patch_size")
     need(cfg.img_height >= 0, f"--img_height={cfg.img_height}: must be >= 0 (0: same as img_width)")
     need(cfg.stride == 1, f"--stride={cfg.stride}: 3D-MIM convolutions use stride 1 only")
     for flag, size in zip(("img_width", "img_height", "img_depth"), cfg.grid):
         need(size % cfg.patch_size == 0, f"--{flag}={size} is not divisible by "
              f"--patch_size={cfg.patch_size}")
     need(cfg.num_save_samples >= 0, f"--num_save_samples={cfg.num_save_samples}: must be >= 0")
+    need(0 <= cfg.sampling_start_value <= 1, f"--sampling_start_value="
+         f"{cfg.sampling_start_value}: expected a probability in [0, 1]")
+    need(cfg.sampling_changing_rate >= 0, f"--sampling_changing_rate="
+         f"{cfg.sampling_changing_rate}: expected >= 0 (eta decreases by it every iteration)")
+    need(cfg.sampling_stop_iter >= 0, f"--sampling_stop_iter={cfg.sampling_stop_iter}: "
+         "expected >= 0")
     check_particle_settings(cfg)
 
 

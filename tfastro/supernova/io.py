@@ -235,6 +235,9 @@ class SNData:
 
 def _read_one(path):
     """Read and validate one sn ``.npz``; returns (frames, clips, dims)."""
+    if os.path.isdir(path):
+        raise UserInputError(f"{path}: a folder; expected an .npz file with arrays "
+                             f"{', '.join(REQUIRED_KEYS)}")
     if not os.path.isfile(path):
         raise UserInputError(
             f"{path}: no such file (expected an .npz with arrays {', '.join(REQUIRED_KEYS)})")

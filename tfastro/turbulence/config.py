@@ -86,11 +86,11 @@ def validate_config(cfg):
     multiple = 64 if classifier else 8
     need(cfg.tile_size >= multiple and cfg.tile_size % multiple == 0,
          f"--tile_size={cfg.tile_size}: {cfg.model_name} needs a multiple of {multiple}")
-    need_positive(cfg, "projection", "epochs", "patience", "saliency_images", "batch_size")
-    need(cfg.lr > 0 and cfg.weight_decay >= 0, f"--lr={cfg.lr}, --weight_decay="
-         f"{cfg.weight_decay}: expected lr > 0 and weight_decay >= 0")
+    need_positive(cfg, "projection", "saliency_images")
+    need(cfg.weight_decay >= 0, f"--weight_decay={cfg.weight_decay}: expected >= 0")
     if classifier:
-        need(cfg.occlusion_patch >= 0, f"--occlusion_patch={cfg.occlusion_patch}: must be >= 0")
+        need(0 <= cfg.occlusion_patch <= cfg.tile_size, f"--occlusion_patch="
+             f"{cfg.occlusion_patch}: expected 0 (none) .. --tile_size={cfg.tile_size} pixels")
         cfg.sigmas  # noqa: B018  (validate --blur_sigmas)
     else:
         need(cfg.ssim_alpha >= 0, f"--ssim_alpha={cfg.ssim_alpha}: must be >= 0")

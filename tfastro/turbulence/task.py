@@ -59,6 +59,22 @@ def snapshot_files(cfg):
     return class_files(cfg.data_dir, cfg.classes)
 
 
+def check_projection(cfg, files):
+    """Refuse, before anything is trained, a --projection longer than a part of a snapshot."""
+    from astropy.io import fits
+
+    from tfastro.turbulence.pipeline import buffered_split
+    for path, _ in files:
+        try:
+            slices = fits.getheader(path, extname=cfg.turb_field)["NAXIS3"]
+        except (OSError, KeyError):
+            continue  # reading the cube names what is wrong with the file
+        try:
+            buffered_split(slices, projection=cfg.projection)
+        except UserInputError as err:
+            raise UserInputError(f"--projection={cfg.projection}: {path}: {err}") from None
+
+
 def split_images(cfg, files, split):
     """(images, labels) for the classifier or (inputs, targets) for the U-net of ``split``:
     training slices get the extra shifted copies, test images the ``projection``."""
@@ -196,6 +212,7 @@ def train(cfg, log=print):
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
     files = snapshot_files(cfg)
+    check_projection(cfg, files)
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
@@ -220,6 +237,7 @@ def test(cfg, log=print):
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
     files = snapshot_files(cfg)
+    check_projection(cfg, files)
     model = evaluation_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     train_mean = (float(np.mean(split_images(cfg, files, "train")[1]))
                   if cfg.model_name == "turbulence_unet" else None)
