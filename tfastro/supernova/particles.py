@@ -41,9 +41,9 @@ import sys
 
 import numpy as np
 
-from tfastro.core.cli import comma_numbers
 from tfastro.core.errors import UserInputError
-from tfastro.supernova.io import NORMALISATIONS, default_clips, normalisation_of, save_sn_npz
+from tfastro.supernova.io import default_clips, normalisation_of, save_sn_npz
+from tfastro.supernova.simulations import add_normalisation_options
 from tfastro.supernova.synthetic import KYR_S, PC_CM
 
 #: Solar mass in g.
@@ -430,12 +430,7 @@ def main(argv=None):
                         "(default 1, GADGET/GIZMO)")
     parser.add_argument("--input_length", type=int, default=None,
                         help="input frames of the clip (default: half of them)")
-    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="max",
-                        help="max: density / its largest value (the original's); log: log10 "
-                        "density between --log_bounds")
-    parser.add_argument("--log_bounds", type=comma_numbers(2, "log10 rho at 0, at 1"),
-                        help="log10 of the densities mapped to 0 and 1 (with --normalisation "
-                        "log)")
+    add_normalisation_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     try:

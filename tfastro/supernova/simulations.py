@@ -186,6 +186,17 @@ def write_simulation_clips(out, paths, overwrite=False, **options):
     return save_sn_npz(out, clips.pop("frames"), clips.pop("clips"), overwrite=overwrite, **clips)
 
 
+def add_normalisation_options(parser):
+    """--normalisation and --log_bounds, the options of every command writing clips from
+    physical densities."""
+    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="max",
+                        help="max: density / its largest value (the original's); log: log10 "
+                        "density between --log_bounds")
+    parser.add_argument("--log_bounds", type=comma_numbers(2, "log10 rho at 0, at 1"),
+                        help="log10 of the densities mapped to 0 and 1 (with --normalisation "
+                        "log)")
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m tfastro.supernova.simulations",
@@ -201,12 +212,7 @@ def _parser():
                         "in box units (default: detected)")
     parser.add_argument("--centre_frames", type=int, default=3, help="frames after the first "
                         "whose density change locates the centre (default 3)")
-    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="max",
-                        help="max: density / its largest value (the original's); log: log10 "
-                        "density between --log_bounds")
-    parser.add_argument("--log_bounds", type=comma_numbers(2, "log10 rho at 0, at 1"),
-                        help="log10 of the densities mapped to 0 and 1 (with --normalisation "
-                        "log)")
+    add_normalisation_options(parser)
     parser.add_argument("--clip_length", type=int, help="frames per clip (default: all)")
     parser.add_argument("--input_length", type=int, help="context frames per clip (default: "
                         "half)")
