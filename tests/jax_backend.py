@@ -15,3 +15,45 @@ def run_on_jax(script, *args, timeout=600):
     out = json.loads(run.stdout.split("RESULT")[-1])
     assert out["backend"] == "jax"
     return out
+
+
+def loss_curve(directory, learning_rate):
+    """The losses of 4 Adam steps (the model's own loss) on the batch in ``batch.npz`` (x, y)
+    from the model in ``initial.keras`` of ``directory``, on this process's backend."""
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(os.path.join(directory, "initial.keras"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    data = np.load(os.path.join(directory, "batch.npz"))
+    return model.fit(data["x"], data["y"], batch_size=4, epochs=4, shuffle=False,
+                     verbose=0).history["loss"]
+
+
+CHECKS_SCRIPT = """
+import json, pathlib, sys, traceback
+import jax, keras, numpy as np
+from tests.jax_backend import loss_curve
+from tests.model_testing import check_model
+from {module} import check_batch, {factory} as factory
+directory = pathlib.Path(sys.argv[1])
+jax.config.update("jax_compilation_cache_dir", str(directory / "jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+try:
+    check_model(factory, *check_batch(), tmp_path=directory / "checks")
+    checks = "passed"
+except Exception:
+    checks = traceback.format_exc()
+print("RESULT" + json.dumps({{"backend": keras.backend.backend(), "checks": checks,
+                             "loss_curve": loss_curve(directory, {learning_rate})}}))
+"""
+
+
+def checks_and_loss_curve_on_jax(module, factory, directory, learning_rate):
+    """On the JAX backend, in one subprocess: ``check_model`` of ``module.factory`` on
+    ``module.check_batch()`` and :func:`loss_curve` of ``directory`` (where ``initial.keras``
+    and ``batch.npz`` are saved). Returns {"checks": "passed" or the traceback,
+    "loss_curve": [...]}."""
+    os.makedirs(os.path.join(directory, "checks"), exist_ok=True)
+    script = CHECKS_SCRIPT.format(module=module, factory=factory, learning_rate=learning_rate)
+    return run_on_jax(script, directory)

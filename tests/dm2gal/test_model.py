@@ -103,34 +103,6 @@ def test_model_checks(tmp_path):
     assert isinstance(checked.loaded.loss, keras.losses.MeanSquaredError)
 
 
-def loss_curve(directory):
-    """The losses of 4 Adam steps (lr 1e-3, the model's own loss) on the batch in batch.npz
-    from the DM2Gal in initial.keras (batch norm on: batch statistics, no randomness)."""
-    model = keras.saving.load_model(directory / "initial.keras")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    data = np.load(directory / "batch.npz")
-    return model.fit(data["x"], data["y"], batch_size=4, epochs=4, shuffle=False,
-                     verbose=0).history["loss"]
-
-
-JAX_SCRIPT = """
-import json, pathlib, sys, traceback
-import jax, keras, numpy as np
-from tests.dm2gal.test_model import check_batch, loss_curve, small_model
-from tests.model_testing import check_model
-directory = pathlib.Path(sys.argv[1])
-jax.config.update("jax_compilation_cache_dir", str(directory / "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-try:
-    check_model(small_model, *check_batch(), tmp_path=directory / "checks")
-    checks = "passed"
-except Exception:
-    checks = traceback.format_exc()
-print("RESULT" + json.dumps({"backend": keras.backend.backend(), "checks": checks,
-                             "loss_curve": loss_curve(directory)}))
-"""
-
-
 @pytest.fixture(scope="module")
 def on_jax(tmp_path_factory):
     """The model checks and the loss curve run on the JAX backend (one subprocess), from the
@@ -142,8 +114,9 @@ def on_jax(tmp_path_factory):
     model.save(directory / "initial.keras")
     x, y = check_batch()
     np.savez(directory / "batch.npz", x=x, y=y)
-    (directory / "checks").mkdir()
-    return jax_backend.run_on_jax(JAX_SCRIPT, directory), directory
+    out = jax_backend.checks_and_loss_curve_on_jax("tests.dm2gal.test_model", "small_model",
+                                                   directory, 1e-3)
+    return out, directory
 
 
 def test_model_checks_on_jax(on_jax):
@@ -153,7 +126,7 @@ def test_model_checks_on_jax(on_jax):
 
 def test_tensorflow_and_jax_give_the_same_loss_curve(on_jax):
     out, directory = on_jax
-    curve = loss_curve(directory)
+    curve = jax_backend.loss_curve(directory, 1e-3)
     print("loss curve on TensorFlow", np.round(curve, 5), "on JAX", np.round(out["loss_curve"], 5))
     assert curve[-1] < 0.5 * curve[0]  # it trains
     # float32 round-off (the batch-norm variances of 4 samples amplify it to ~1e-5)

@@ -360,34 +360,6 @@ def test_saved_model_samples_and_trains_on_the_jax_backend(saved):
     assert np.isfinite(out["loss"]).all() and out["loss"][1] < out["loss"][0]
 
 
-def loss_curve(directory):
-    """The losses of 4 Adam steps (lr 1e-2, the model's own loss) on the batch in batch.npz
-    from the ColumnNet in initial.keras (no dropout: no randomness)."""
-    model = keras.saving.load_model(directory / "initial.keras")
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    data = np.load(directory / "batch.npz")
-    return model.fit(data["x"], data["y"], batch_size=4, epochs=4, shuffle=False,
-                     verbose=0).history["loss"]
-
-
-CHECKS_ON_JAX = """
-import json, pathlib, sys, traceback
-import jax, keras, numpy as np
-from tests.model_testing import check_model
-from tests.prestellar.test_model import check_batch, loss_curve, small_compiled_net
-directory = pathlib.Path(sys.argv[1])
-jax.config.update("jax_compilation_cache_dir", str(directory / "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-try:
-    check_model(small_compiled_net, *check_batch(), tmp_path=directory / "checks")
-    checks = "passed"
-except Exception:
-    checks = traceback.format_exc()
-print("RESULT" + json.dumps({"backend": keras.backend.backend(), "checks": checks,
-                             "loss_curve": loss_curve(directory)}))
-"""
-
-
 @pytest.fixture(scope="module")
 def on_jax(tmp_path_factory):
     """The model checks and the loss curve run on the JAX backend (one subprocess), from the
@@ -402,8 +374,9 @@ def on_jax(tmp_path_factory):
     model.build(x.shape)
     model.save(directory / "initial.keras")
     np.savez(directory / "batch.npz", x=x, y=y)
-    (directory / "checks").mkdir()
-    return jax_backend.run_on_jax(CHECKS_ON_JAX, directory), directory
+    out = jax_backend.checks_and_loss_curve_on_jax("tests.prestellar.test_model",
+                                                   "small_compiled_net", directory, 1e-2)
+    return out, directory
 
 
 def test_model_checks_on_jax(on_jax):
@@ -413,7 +386,7 @@ def test_model_checks_on_jax(on_jax):
 
 def test_tensorflow_and_jax_give_the_same_loss_curve(on_jax):
     out, directory = on_jax
-    curve = loss_curve(directory)
+    curve = jax_backend.loss_curve(directory, 1e-2)
     print("loss curve on TensorFlow", np.round(curve, 5), "on JAX", np.round(out["loss_curve"], 5))
     assert np.all(np.diff(curve) < -1e-4)  # it trains, by more than the tolerance
     np.testing.assert_allclose(out["loss_curve"], curve, rtol=1e-5)  # float32 round-off
