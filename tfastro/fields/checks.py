@@ -5,6 +5,8 @@ inf is refused unless the caller passes ``allow_nonfinite=True``, in which case 
 into the arithmetic as they are (IEEE rules: a spectrum or score they touch is NaN, a histogram
 leaves them out as values outside every bin).
 """
+import sys
+
 import numpy as np
 
 from tfastro.core.errors import UserInputError
@@ -24,8 +26,8 @@ def check_real_values(values, name, allow_nonfinite=False):
     Raises:
       UserInputError: naming ``name``, for complex, non-numeric or non-finite values.
     """
-    import tensorflow as tf
-    if tf.is_tensor(values):
+    tf = sys.modules.get("tensorflow")  # a tensor exists only once TensorFlow is imported
+    if tf is not None and tf.is_tensor(values):
         dtype = values.dtype
         if dtype.is_complex or not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
             raise UserInputError(f"{name}: expected real values, got dtype {dtype.name}")
