@@ -260,6 +260,7 @@ def test_numba_slabs_of_any_thread_count_give_the_same_grid(rng, monkeypatch):
     pytest.importorskip("numba")
     pos = rng.uniform(0, L, (2000, 3))
     grids = []
+    monkeypatch.setattr(MODULE, "_THREADED_UPDATES", 1)  # threads even for small chunks
     for cores in (1, 3):
         monkeypatch.setattr(MODULE, "_cores", lambda: cores)
         grids.append(mass_assignment(pos, N, L, "PCS", backend="numba"))

@@ -47,6 +47,8 @@ BACKENDS = ("numba", "tensorflow")
 
 _EXTRA_GRIDS_BYTES = 256 * 2**20  # memory for the extra grids of concurrent scatters
 
+_THREADED_UPDATES = 2**23  # node updates of a chunk worth a thread per core (numba backend)
+
 
 def _axis_nodes_and_weights(x, grid_size, scheme):
     """Per-axis nodes of each particle: its reference node, the index steps to its k nodes
@@ -213,27 +215,41 @@ def _checked_chunks(positions, weights, chunk_size, allow_nonfinite):
 def _assign_numba(chunks, shape, cells_per_length, scheme, grid):
     """The numba backend of :func:`mass_assignment`; float32 numpy grid of ``shape``.
 
-    One thread per core, each filling its own slab of rows of the first axis.
+    A chunk of at least ``_THREADED_UPDATES`` node updates (k^d per particle) goes to one
+    thread per core, each filling its own slab of rows of the first axis: the calling thread
+    takes the first slab, threads of a pool kept for the process the others. Smaller chunks
+    stay on the calling thread, where waking another would cost more than it saves.
     """
     import tensorflow as tf
     out = np.zeros(int(np.prod(shape)), np.float32)
     if grid is not None:
         out[:] = np.ravel(grid.numpy() if tf.is_tensor(grid) else grid)
     kernel = assignment_kernels.KERNELS[scheme, len(shape)]
-    threads = min(_cores(), shape[0])
-    slabs = [(t * shape[0] // threads, (t + 1) * shape[0] // threads) for t in range(threads)]
+    updates_per_particle = (MAS_SCHEMES.index(scheme) + 1) ** len(shape)
     no_masses = np.zeros(0)
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for chunk, chunk_weights in chunks:
-            chunk = np.asarray(chunk)
-            if chunk.dtype not in (np.float32, np.float64):
-                chunk = chunk.astype(np.float64)
-            chunk = np.ascontiguousarray(chunk)
-            masses = no_masses if chunk_weights is None else np.asarray(chunk_weights,
-                                                                         np.float64)
-            list(pool.map(lambda rows: kernel(chunk, masses, shape[0], cells_per_length, out,
-                                              rows), slabs))
+    for chunk, chunk_weights in chunks:
+        threaded = len(chunk) * updates_per_particle >= _THREADED_UPDATES
+        threads = min(_cores(), shape[0]) if threaded else 1
+        slabs = [(t * shape[0] // threads, (t + 1) * shape[0] // threads)
+                 for t in range(threads)]
+        chunk = np.asarray(chunk)
+        if chunk.dtype not in (np.float32, np.float64):
+            chunk = chunk.astype(np.float64)
+        chunk = np.ascontiguousarray(chunk)
+        masses = no_masses if chunk_weights is None else np.asarray(chunk_weights, np.float64)
+        others = [_slab_pool().submit(kernel, chunk, masses, shape[0], cells_per_length, out,
+                                      rows) for rows in slabs[1:]]
+        kernel(chunk, masses, shape[0], cells_per_length, out, slabs[0])
+        for other in others:
+            other.result()
     return out.reshape(shape)
+
+
+@functools.cache
+def _slab_pool():
+    """Threads for the slabs of the numba backend beyond the caller's (started once)."""
+    return concurrent.futures.ThreadPoolExecutor(max(1, _cores() - 1),
+                                                 thread_name_prefix="mass_assignment")
 
 
 def _cores():

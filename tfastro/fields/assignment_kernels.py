@@ -20,11 +20,12 @@ def _axis(x, n, stride, scheme):
     """
     if x < 0.0 or x >= n:
         x = x - n * np.floor(x / n)
+    # x >= 0 from here: int() truncation is floor, and cheaper
     w0 = w1 = w2 = w3 = 0.0
     if scheme == 0 or scheme == 2:  # NGP, TSC: around the nearest node
-        centre = np.floor(x + 0.5)
+        centre = int(x + 0.5)
         s = x - centre  # in [-1/2, 1/2)
-        first = int(centre) - (1 if scheme == 2 else 0)
+        first = centre - (1 if scheme == 2 else 0)
         if scheme == 0:
             w0 = 1.0
         else:
@@ -32,9 +33,9 @@ def _axis(x, n, stride, scheme):
             w1 = 0.75 - s * s
             w2 = 0.5 * (0.5 + s) * (0.5 + s)
     else:  # CIC, PCS: from floor(x)
-        left = np.floor(x)
+        left = int(x)
         u = x - left  # in [0, 1)
-        first = int(left) - (1 if scheme == 3 else 0)
+        first = left - (1 if scheme == 3 else 0)
         if scheme == 1:
             w0 = 1.0 - u
             w1 = u
