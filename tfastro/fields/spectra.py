@@ -27,7 +27,7 @@ import numpy as np
 
 from tfastro.core.errors import UserInputError
 from tfastro.fields.checks import check_real_values
-from tfastro.fields.fourier import (_bin_table, axis_windows, check_grid, field_modes,
+from tfastro.fields.fourier import (MAS_ORDER, axis_windows, check_grid, field_modes,
                                     mode_bins, row_slabs, slab_bins)
 
 _CHUNK_BYTES = 256 * 2**20  # intermediates of one chunk of cross_spectra
@@ -57,7 +57,6 @@ def _spatial_ndim(shape, ndim, name="field"):
 
 
 def _checked_mas(mas):
-    from tfastro.fields.fourier import MAS_ORDER
     if mas is not None and mas not in MAS_ORDER:
         raise UserInputError(f"mas={mas!r}: expected None or one of {', '.join(MAS_ORDER)}")
     return mas
@@ -91,7 +90,7 @@ def _binned_sums(channels, pairs, shape, mas):
     Products are formed in float64, slab by slab of first-axis rows of about _SLAB_MODES.
     """
     n_batch, n_pairs = channels[0].shape[0], len(pairs)
-    nbins = len(_bin_table(shape)[1])
+    nbins = mode_bins(shape, 1.0).nbins  # the grid's, whatever the box
     sums = np.zeros(n_batch * n_pairs * (nbins + 1))
     offsets = np.arange(n_batch * n_pairs).reshape((n_batch, n_pairs) + (1,) * len(shape))
     offsets = offsets * (nbins + 1)
@@ -295,7 +294,7 @@ def cross_spectra(fields, box_size, channel_axis=-1, mas=None, overdensity=False
     else:
         fields = reshape(moveaxis(fields, axis, rank - ndim - 1), (n_fields, n_channels) + grid)
     first, second = np.triu_indices(n_channels)
-    pairs = np.empty((n_fields, len(first), len(_bin_table(grid)[1])))
+    pairs = np.empty((n_fields, len(first), mode_bins(grid, box_size).nbins))
     for start in range(0, n_fields, maps_per_chunk):
         chunk, _ = _fields(fields[start:start + maps_per_chunk], "fields", ndim,
                            allow_nonfinite)
