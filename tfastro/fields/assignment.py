@@ -48,6 +48,7 @@ BACKENDS = ("numba", "tensorflow")
 _EXTRA_GRIDS_BYTES = 256 * 2**20  # memory for the extra grids of concurrent scatters
 
 _THREADED_UPDATES = 2**23  # node updates of a chunk worth a thread per core (numba backend)
+_THREADED_NODES = 27  # nodes per particle from which threads pay for their repeated scans
 
 
 def _axis_nodes_and_weights(x, grid_size, scheme):
@@ -215,10 +216,12 @@ def _checked_chunks(positions, weights, chunk_size, allow_nonfinite):
 def _assign_numba(chunks, shape, cells_per_length, scheme, grid):
     """The numba backend of :func:`mass_assignment`; float32 numpy grid of ``shape``.
 
-    A chunk of at least ``_THREADED_UPDATES`` node updates (k^d per particle) goes to one
-    thread per core, each filling its own slab of rows of the first axis: the calling thread
-    takes the first slab, threads of a pool kept for the process the others. Smaller chunks
-    stay on the calling thread, where waking another would cost more than it saves.
+    A chunk of at least ``_THREADED_UPDATES`` node updates, k^d >= ``_THREADED_NODES`` per
+    particle (TSC and PCS in 3D), goes to one thread per core, each filling its own slab of
+    rows of the first axis: the calling thread takes the first slab, threads of a pool kept for
+    the process the others. Every thread scans all the particles' first coordinate, which
+    costs more than it saves for NGP and CIC (memory-bound, few nodes) and for small chunks
+    (waking a thread on a loaded machine); those stay on the calling thread.
     """
     import tensorflow as tf
     out = np.zeros(int(np.prod(shape)), np.float32)
@@ -228,7 +231,8 @@ def _assign_numba(chunks, shape, cells_per_length, scheme, grid):
     updates_per_particle = (MAS_SCHEMES.index(scheme) + 1) ** len(shape)
     no_masses = np.zeros(0)
     for chunk, chunk_weights in chunks:
-        threaded = len(chunk) * updates_per_particle >= _THREADED_UPDATES
+        threaded = (updates_per_particle >= _THREADED_NODES
+                    and len(chunk) * updates_per_particle >= _THREADED_UPDATES)
         threads = min(_cores(), shape[0]) if threaded else 1
         slabs = [(t * shape[0] // threads, (t + 1) * shape[0] // threads)
                  for t in range(threads)]
