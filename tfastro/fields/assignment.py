@@ -223,10 +223,9 @@ def _assign_numba(chunks, shape, cells_per_length, scheme, grid):
     costs more than it saves for NGP and CIC (memory-bound, few nodes) and for small chunks
     (waking a thread on a loaded machine); those stay on the calling thread.
     """
-    import tensorflow as tf
     out = np.zeros(int(np.prod(shape)), np.float32)
     if grid is not None:
-        out[:] = np.ravel(grid.numpy() if tf.is_tensor(grid) else grid)
+        out[:] = np.ravel(np.asarray(grid))  # numpy array or tensor
     kernel = assignment_kernels.KERNELS[scheme, len(shape)]
     updates_per_particle = (MAS_SCHEMES.index(scheme) + 1) ** len(shape)
     no_masses = np.zeros(0)

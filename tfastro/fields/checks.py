@@ -38,12 +38,13 @@ def check_real_values(values, name, allow_nonfinite=False):
     values = np.asarray(values)
     if values.dtype.kind not in "biuf":
         raise UserInputError(f"{name}: expected real values, got dtype {values.dtype}")
-    # A finite float64 sum proves every value finite without a mask of the array's size; a
-    # non-finite sum (NaN/inf, or overflow of huge values) is confirmed value by value.
-    if (not allow_nonfinite and values.dtype.kind == "f"
-            and not np.isfinite(values.sum(dtype=np.float64))
-            and not np.isfinite(values).all()):
-        raise _nonfinite(name)
+    # A finite sum proves every value finite without a mask of the array's size; a non-finite
+    # sum (NaN/inf, or overflow of huge values) is confirmed value by value.
+    if not allow_nonfinite and values.dtype.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite_sum = np.isfinite(values.sum())
+        if not finite_sum and not np.isfinite(values).all():
+            raise _nonfinite(name)
     return values
 
 
