@@ -1,8 +1,9 @@
-"""Speed and peak memory of tfastro's field statistics beside powerbox and a plain numpy estimator.
+"""Speed and peak memory of tfastro's field statistics beside Pylians3, powerbox and numpy.
 
 Cases, on the same seeded inputs for every implementation:
-  pk3d        3D P(k) of white noise at 128^3 and 256^3 (box 1000 h^-1 Mpc): tfastro
-              power_spectrum, powerbox get_power, numpy.
+  pk3d        3D P(k) of white noise at 128^3, 256^3 and 512^3 (box 1000 h^-1 Mpc): tfastro
+              power_spectrum, Pylians Pk_library.Pk (--threads, MAS None), powerbox
+              get_power, numpy (the last two not at 512^3).
   cross2d     auto and cross spectra of --maps 3-channel 256^2 maps (correlated white noise,
               box 25 h^-1 Mpc): tfastro cross_spectra on the whole batch in one call, and
               --chunk maps per call (tfastro-chunked); numpy and powerbox map by map and pair
@@ -14,6 +15,18 @@ Cases, on the same seeded inputs for every implementation:
               estimator as written: two inverse FFTs per angle). powerbox has no bispectrum.
   cic         CIC of --particles uniform float32 positions onto 256^3: tfastro mass_assignment,
               numpy (np.bincount per cell corner).
+  precision   P(k) of white noise at 256^3 and 512^3: the largest relative difference in any
+              bin between tfastro power_spectrum and a float64 numpy computation (rfftn of the
+              float64 field, bins summed by np.bincount).
+  mas         NGP, CIC, TSC and PCS mass assignment of 10^6 and 10^7 uniform float32
+              particles onto 128 and 256 cells a side, 2D and 3D: tfastro mass_assignment
+              (default backend) and Pylians MAS_library.MA (single-threaded) in one process
+              per configuration, calls alternating, --repeats + 1 each, the minimum kept.
+
+Pylians3 is not a dependency: its columns appear when ``import MAS_library, Pk_library``
+works (e.g. PYTHONPATH holding a ``pip install --target`` of Pylians). After each case the
+ratios tfastro / Pylians and tfastro / powerbox of the median time and the extra memory are
+printed.
 
 The numpy estimator is the bench's own independent baseline, with Pylians' conventions: rfftn,
 bins floor(|k| / k_F) - 1 over the independent modes, P = |delta_k|^2 L^d / N^(2d). powerbox
@@ -28,8 +41,8 @@ caches, traces and compiles) and the median of --repeats calls after it. Memory 
 call) minus the resident memory before it (imports and inputs); "peak MB" is that peak itself.
 "vs numpy" is max|x - x_numpy| / max|x_numpy| on the compared output.
 
-    python bench/field_statistics.py                         # all cases, about 3 minutes
-    python bench/field_statistics.py --cases pk3d,cic --repeats 5
+    python bench/field_statistics.py                         # all cases, about 8 minutes
+    python bench/field_statistics.py --cases pk3d,mas --repeats 5
 
 Reference (Pylians3, 2 threads): 0.51 s for a 256^3 P(k), 0.65 s for the 128^3 bispectrum
 over 25 angles, 0.74 s for CIC of 10^7 particles onto 256^3; powerbox 1.9 s for a 256^3 P(k).
@@ -48,15 +61,18 @@ import time
 import numpy as np
 
 CASES = {  # case: (sizes, implementations)
-    "pk3d": ((128, 256), ("tfastro", "powerbox", "numpy")),
+    "pk3d": ((128, 256, 512), ("tfastro", "pylians", "powerbox", "numpy")),
     "cross2d": ((256,), ("tfastro", "tfastro-chunked", "powerbox", "numpy")),
     "bispectrum": ((128,), ("tfastro", "tfastro-nocache", "numpy")),
     "cic": ((256,), ("tfastro", "numpy")),
+    "precision": ((256, 512), ("tfastro",)),  # against float64: see float64_agreement
+    "mas": ((128, 256), ("tfastro", "pylians")),  # alternating in one process: see mas_ratios
 }
+ONLY_UP_TO_256 = ("powerbox", "numpy")  # minutes and gigabytes at 512^3
 REFERENCE = {("pk3d", 256): "Pylians 0.51 s, powerbox 1.9 s; target < 0.2 s",
              ("bispectrum", 128): "Pylians 0.65 s; target <= 0.65 s",
              ("cic", 256): "Pylians 0.74 s (10^7); target <= 0.74 s"}
-BOX = {"pk3d": 1000.0, "cross2d": 25.0, "bispectrum": 500.0, "cic": 1000.0}
+BOX = {"pk3d": 1000.0, "precision": 1000.0, "cross2d": 25.0, "bispectrum": 500.0, "cic": 1000.0, "mas": 1000.0}
 K1, K2, THETAS = 0.3, 0.4, np.linspace(0.0, np.pi, 25)
 
 
@@ -190,6 +206,10 @@ def case_call(case, impl, n, args):
             return lambda: power_spectrum(field, box)[1], 1.0
         if impl == "powerbox":
             return lambda: powerbox_spectrum(field, box), 1.0
+        if impl == "pylians":
+            import Pk_library
+            return lambda: Pk_library.Pk(field, box, axis=0, MAS="None", threads=args.threads,
+                                         verbose=False).Pk[:, 0], 1.0
         return lambda: numpy_binned(np.abs(np.fft.rfftn(field)) ** 2, n, 3, box), 1.0
     if case == "cross2d":
         from tfastro.fields.spectra import cross_spectra
@@ -236,6 +256,53 @@ def case_call(case, impl, n, args):
     raise ValueError(f"case={case!r}: expected one of {', '.join(CASES)}")
 
 
+def pylians_installed():
+    try:
+        import MAS_library  # noqa: F401
+        import Pk_library  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def mas_ratios(ndim, particles, n, args):
+    """Seconds of tfastro and Pylians mass assignment of every scheme, calls alternating in
+    this process, the minimum of --repeats + 1 each (both grids freshly allocated)."""
+    from tfastro.fields.assignment import mass_assignment
+    positions = uniform_particles(particles, BOX["mas"])[:, :ndim].copy()
+    rows = []
+    for scheme in ("NGP", "CIC", "TSC", "PCS"):
+        calls = {"tfastro": lambda: mass_assignment(positions, n, BOX["mas"], scheme)}
+        if args.pylians:
+            import MAS_library
+
+            def pylians():
+                grid = np.zeros((n,) * ndim, np.float32)
+                MAS_library.MA(positions, grid, BOX["mas"], scheme, verbose=False)
+                return grid
+            calls["pylians"] = pylians
+        seconds = {impl: [] for impl in calls}
+        for impl, call in calls.items():
+            call()  # compiles, fills caches
+        for _ in range(args.repeats + 1):
+            for impl, call in calls.items():
+                began = time.perf_counter()
+                call()
+                seconds[impl].append(time.perf_counter() - began)
+        rows.append({"scheme": scheme, **{impl: min(t) for impl, t in seconds.items()}})
+    return rows
+
+
+def float64_agreement(n):
+    """max over bins of |P_tfastro / P_float64 - 1| for white noise on n^3 cells."""
+    from tfastro.fields.spectra import power_spectrum
+    field = white_noise(n)
+    pk = power_spectrum(field, BOX["precision"])[1]
+    modes = np.fft.rfftn(field.astype(np.float64))
+    reference = numpy_binned(modes.real**2 + modes.imag**2, n, 3, BOX["precision"])
+    return {"max_rel": float(np.max(np.abs(pk / reference - 1.0)))}
+
+
 def memory_mb(field):
     """A VmRSS / VmHWM line of /proc/self/status in MB."""
     with open("/proc/self/status") as status:
@@ -245,6 +312,11 @@ def memory_mb(field):
 
 def run_case(case, impl, n, args):
     """Time one implementation of one case; its output goes to ``args.out`` for comparison."""
+    if case == "precision":
+        return float64_agreement(n)
+    if case == "mas":  # ndim x particles
+        ndim, particles = impl.split("x")
+        return mas_ratios(int(ndim), int(particles), n, args)
     call, scale = case_call(case, impl, n, args)
     before = memory_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as refs:
@@ -288,6 +360,8 @@ def main():
     parser.add_argument("--subset", type=int, default=50,
                         help="cross2d: maps the numpy and powerbox baselines run on")
     parser.add_argument("--particles", type=int, default=10**7, help="cic: particles")
+    parser.add_argument("--threads", type=int, default=2, help="Pylians Pk threads")
+    parser.add_argument("--pylians", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run", help=argparse.SUPPRESS)  # case:impl:n, in a worker process
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -299,38 +373,88 @@ def main():
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         parser.error(f"--cases: unknown {', '.join(unknown)}; expected some of {', '.join(CASES)}")
+    args.pylians = pylians_installed()
     load = os.getloadavg()[0]
-    print(f"{os.cpu_count()} cores, load average {load:.2f} at start; repeats {args.repeats}")
+    print(f"{os.cpu_count()} cores, load average {load:.2f} at start; repeats {args.repeats}; "
+          f"Pylians {'installed' if args.pylians else 'not installed: its columns are left out'}")
     print(f"{'case':>10} {'N':>4} {'impl':>15} {'first s':>8} {'median s':>9} {'extra MB':>9} "
           f"{'peak MB':>8}")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
+            if case == "mas":
+                run_mas(args, env, tmp)
+                continue
+            if case == "precision":
+                for n in CASES[case][0]:
+                    r = worker(args, env, tmp, case, "tfastro", n)
+                    if r is not None:
+                        print(f"{case:>10} {n:>4} {'tfastro':>15}  max |P / P_float64 - 1| "
+                              f"over the bins: {r['max_rel']:.1e}", flush=True)
+                continue
             sizes, impls = CASES[case]
             for n in sizes:
-                outputs = {}
+                outputs, results = {}, {}
                 for impl in impls:
-                    out = os.path.join(tmp, f"{case}-{impl}-{n}.npy")
-                    proc = subprocess.run(
-                        [sys.executable, __file__, "--run", f"{case}:{impl}:{n}", "--out", out,
-                         "--repeats", str(args.repeats), "--maps", str(args.maps),
-                         "--chunk", str(args.chunk), "--subset", str(args.subset),
-                         "--particles", str(args.particles)],
-                        capture_output=True, text=True, env=env)
-                    if proc.returncode != 0:
-                        print(f"{case:>10} {n:>4} {impl:>15} failed: "
-                              f"{proc.stderr.strip().splitlines()[-1:]}", flush=True)
+                    if (impl == "pylians" and not args.pylians) \
+                            or (impl in ONLY_UP_TO_256 and n > 256):
                         continue
-                    r = json.loads(proc.stdout.strip().splitlines()[-1])
-                    outputs[impl] = np.load(out)
+                    r = worker(args, env, tmp, case, impl, n)
+                    if r is None:
+                        continue
+                    results[impl] = r
+                    outputs[impl] = np.load(os.path.join(tmp, f"{case}-{impl}-{n}.npy"))
                     note = f"  (first {args.subset} maps, x{args.maps / args.subset:g})" \
                         if r["scaled"] else ""
                     print(f"{case:>10} {n:>4} {impl:>15} {r['first_s']:8.3f} {r['median_s']:9.3f} "
                           f"{r['extra_mb']:9.0f} {r['peak_mb']:8.0f}{note}", flush=True)
                 reference = REFERENCE.get((case, n))
-                print(f"{'':>22}{agreement(outputs)}"
+                print(f"{'':>22}{agreement(outputs)}{ratios(results)}"
                       + (f"; reference: {reference}" if reference else ""), flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def worker(args, env, tmp, case, impl, n):
+    """Run one case in a fresh process; its result dict, or None (printed) when it failed."""
+    out = os.path.join(tmp, f"{case}-{impl}-{n}.npy")
+    command = [sys.executable, __file__, "--run", f"{case}:{impl}:{n}", "--out", out,
+               "--repeats", str(args.repeats), "--maps", str(args.maps),
+               "--chunk", str(args.chunk), "--subset", str(args.subset),
+               "--particles", str(args.particles), "--threads", str(args.threads)]
+    proc = subprocess.run(command + (["--pylians"] if args.pylians else []),
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"{case:>10} {n:>4} {impl:>15} failed: {proc.stderr.strip().splitlines()[-1:]}",
+              flush=True)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ratios(results):
+    """tfastro / Pylians and tfastro / powerbox of median seconds and extra memory, as text."""
+    if "tfastro" not in results:
+        return ""
+    ours = results["tfastro"]
+    parts = [f"tfastro/{impl}: time {ours['median_s'] / r['median_s']:.2f}x (first "
+             f"{ours['first_s'] / r['first_s']:.2f}x), extra memory "
+             f"{ours['extra_mb'] / max(r['extra_mb'], 1.0):.2f}x"
+             for impl, r in results.items() if impl in ("pylians", "powerbox")]
+    return "".join(f"\n{'':>22}  {part}" for part in parts)
+
+
+def run_mas(args, env, tmp):
+    """The mas case: one process per (ndim, particles, N), tfastro and Pylians alternating."""
+    print(f"\n{'mas':>10} {'N':>4} {'d':>2} {'particles':>9} {'scheme':>6} {'tfastro s':>10} "
+          f"{'Pylians s':>10} {'ratio':>6}")
+    for ndim in (2, 3):
+        for particles in (10**6, 10**7):
+            for n in CASES["mas"][0]:
+                rows = worker(args, env, tmp, "mas", f"{ndim}x{particles}", n)
+                for row in rows or []:
+                    pylians = row.get("pylians", float("nan"))
+                    print(f"{'mas':>10} {n:>4} {ndim:>2} {particles:>9.0e} {row['scheme']:>6} "
+                          f"{row['tfastro']:10.3f} {pylians:10.3f} "
+                          f"{row['tfastro'] / pylians:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Mass assignment (NGP, CIC, TSC) against Pylians3 outputs and analytic weights."""
+"""Mass assignment (NGP, CIC, TSC, PCS) against Pylians3 outputs, analytic weights, and its
+two backends (numba, when installed, and TensorFlow) against each other."""
 import sys
 
 import numpy as np
@@ -6,12 +7,15 @@ import pytest
 import tensorflow as tf
 
 from tests.reference import load_reference
+from tfastro.core.errors import UserInputError
 from tfastro.fields.assignment import mass_assignment
 from tfastro.fields.spectra import power_spectrum
 
 MODULE = sys.modules[mass_assignment.__module__]
-SCHEMES = ("NGP", "CIC", "TSC")
-WINDOW_ORDER = {"NGP": 1, "CIC": 2, "TSC": 3}  # W(k) = prod_i sinc(k_i / N)^p
+SCHEMES = ("NGP", "CIC", "TSC", "PCS")
+WINDOW_ORDER = {"NGP": 1, "CIC": 2, "TSC": 3, "PCS": 4}  # W(k) = prod_i sinc(k_i / N)^p
+BACKENDS = ["tensorflow", pytest.param("numba", marks=pytest.mark.skipif(
+    MODULE.assignment_kernels is None, reason="numba is not installed"))]
 # cells of 2 h^-1 Mpc: node positions are exact in float32
 N, L = 16, 32.0
 CELL = L / N
@@ -35,7 +39,7 @@ def expected_grid(ndim, axis_weights):
     return grid
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", ["NGP", "CIC", "TSC"])
 def test_reproduces_pylians_grids(scheme):
     ref = load_reference("pylians_statistics.npz")
     grid = mass_assignment(ref["mas/pos"], 32, float(ref["mas/box"]), scheme,
@@ -76,6 +80,22 @@ def test_tsc_on_a_node_splits_three_quarters_and_eighths(ndim):
     assert grid[node] == pytest.approx(0.75**ndim)
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_pcs_on_a_node_splits_two_thirds_and_sixths(ndim):
+    node = (3, 7, 12)[:ndim]
+    grid = one_particle(node, "PCS")
+    axis_weights = [{n - 1: 1 / 6, n: 2 / 3, n + 1: 1 / 6} for n in node]
+    np.testing.assert_allclose(grid, expected_grid(ndim, axis_weights), atol=1e-7)
+
+
+def test_pcs_cubic_spline_weights_off_node():
+    # distances 1.3, 0.3, 0.7, 1.7 from x = 5.3: (2 - r)^3 / 6 and (4 - 6 r^2 + 3 r^3) / 6
+    grid = one_particle([5.3, 9.0, 2.0], "PCS")
+    axis_weights = [{4: 0.343 / 6, 5: 3.541 / 6, 6: 2.089 / 6, 7: 0.027 / 6},
+                    {8: 1 / 6, 9: 2 / 3, 10: 1 / 6}, {1: 1 / 6, 2: 2 / 3, 3: 1 / 6}]
+    np.testing.assert_allclose(grid, expected_grid(3, axis_weights), atol=1e-7)
+
+
 def test_tsc_quadratic_spline_weights_off_node():
     # s = x - nearest node = 0.3: (1/2 - s)^2 / 2, 3/4 - s^2, (1/2 + s)^2 / 2
     grid = one_particle([5.3, 9.0, 2.0], "TSC")
@@ -107,7 +127,8 @@ def test_periodic_wrap():
     np.testing.assert_allclose(beyond[[0, 1], 3, 3], [0.75, 0.25], atol=1e-6)
     for scheme in SCHEMES:  # exactly at box_size: the node 0
         at_box = one_particle([N, N, N], scheme)
-        assert at_box[0, 0, 0] == pytest.approx(0.75**3 if scheme == "TSC" else 1.0)
+        on_node = {"TSC": 0.75**3, "PCS": (2 / 3) ** 3}.get(scheme, 1.0)
+        assert at_box[0, 0, 0] == pytest.approx(on_node)
     tsc = one_particle([0.0, 3.0, 3.0], "TSC")
     np.testing.assert_allclose(tsc[[N - 1, 0, 1], 3, 3], np.array([1, 6, 1]) * 9 / 128,
                                rtol=1e-6)  # (1/8, 3/4, 1/8) x 3/4 x 3/4
@@ -159,7 +180,8 @@ def aliased_window_power(n, grid_size, scheme):
     """Sum over the aliases n + j N of W^2 along one axis, W = sinc(n / N)^p
     (Jing 2005, ApJ 620, 559)."""
     s = np.sin(np.pi * n / grid_size) ** 2
-    return {"NGP": np.ones_like(s), "CIC": 1 - 2 / 3 * s, "TSC": 1 - s + 2 / 15 * s**2}[scheme]
+    return {"NGP": np.ones_like(s), "CIC": 1 - 2 / 3 * s, "TSC": 1 - s + 2 / 15 * s**2,
+            "PCS": 1 - 4 / 3 * s + 2 / 5 * s**2 - 4 / 315 * s**3}[scheme]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -201,7 +223,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="positions"):
         mass_assignment(np.zeros(4), N, L)
     with pytest.raises(ValueError, match="scheme"):
-        mass_assignment(pos, N, L, "PCS")
+        mass_assignment(pos, N, L, "SPH")
     with pytest.raises(ValueError, match="weights"):
         mass_assignment(pos, N, L, weights=np.ones(3))
     with pytest.raises(ValueError, match="weights"):
@@ -214,3 +236,60 @@ def test_bad_inputs_raise():
         mass_assignment(pos, N, -1.0)
     with pytest.raises(ValueError, match="chunk_size"):
         mass_assignment(pos, N, L, chunk_size=0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_backends_agree(rng, ndim):
+    """The numba kernel and the TensorFlow scatter give the same grids (float32 round-off), for
+    every scheme, with weights, positions beyond the box edges and a starting grid."""
+    pytest.importorskip("numba")
+    pos = rng.uniform(-3.0, L + 3.0, (3000, ndim)).astype(np.float32)
+    masses = rng.uniform(0.5, 2.0, 3000)
+    start = rng.uniform(0, 1, (N,) * ndim)
+    for scheme in SCHEMES:
+        grids = [mass_assignment(pos, N, L, scheme, weights=masses, grid=start,
+                                 chunk_size=1000, backend=backend)
+                 for backend in ("numba", "tensorflow")]
+        np.testing.assert_allclose(grids[0], grids[1], rtol=1e-5, atol=1e-5)
+        assert grids[0].sum() == pytest.approx(start.sum() + masses.sum(), rel=1e-6)
+
+
+def test_numba_slabs_of_any_thread_count_give_the_same_grid(rng, monkeypatch):
+    """Threads own slabs of rows: 3 threads (rows 5, 5, 6 of 16) give the one-thread grid
+    bit for bit (every cell sums its particles in the same order)."""
+    pytest.importorskip("numba")
+    pos = rng.uniform(0, L, (2000, 3))
+    grids = []
+    monkeypatch.setattr(MODULE, "_THREADED_UPDATES", 1)  # threads even for small chunks
+    for cores in (1, 3):
+        monkeypatch.setattr(MODULE, "_cores", lambda: cores)
+        grids.append(mass_assignment(pos, N, L, "PCS", backend="numba"))
+    np.testing.assert_array_equal(grids[0], grids[1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nonfinite_and_complex_input(backend):
+    pos = np.full((2, 3), 4.0)  # node (2, 2, 2)
+    with pytest.raises(UserInputError, match="weights.*allow_nonfinite"):
+        mass_assignment(pos, N, L, weights=np.array([1.0, np.nan]), backend=backend)
+    with pytest.raises(UserInputError, match="grid.*finite"):
+        mass_assignment(pos, N, L, grid=np.full((N,) * 3, np.inf), backend=backend)
+    with pytest.raises(UserInputError, match="positions.*real"):
+        mass_assignment(pos.astype(complex), N, L, backend=backend)
+    with pytest.raises(UserInputError, match="weights.*real"):
+        mass_assignment(pos, N, L, weights=np.ones(2, complex), backend=backend)
+    with pytest.raises(UserInputError, match="positions.*finite"):  # whatever allow_nonfinite
+        mass_assignment(np.full((2, 3), np.nan), N, L, allow_nonfinite=True, backend=backend)
+    grid = mass_assignment(pos, N, L, "NGP", weights=np.array([1.0, np.nan]),
+                           allow_nonfinite=True, backend=backend)
+    assert np.isnan(grid[2, 2, 2]) and np.count_nonzero(grid) == 1
+
+
+def test_backend_choice(monkeypatch):
+    pos = np.full((2, 3), 4.0)  # node (2, 2, 2)
+    with pytest.raises(UserInputError, match="backend"):
+        mass_assignment(pos, N, L, backend="cython")
+    monkeypatch.setattr(MODULE, "assignment_kernels", None)  # numba not installed
+    with pytest.raises(UserInputError, match="numba is not installed"):
+        mass_assignment(pos, N, L, backend="numba")
+    assert mass_assignment(pos, N, L, "NGP")[2, 2, 2] == 2.0  # the TensorFlow fallback

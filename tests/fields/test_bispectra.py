@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.reference import load_reference
+from tfastro.core.errors import UserInputError
 from tfastro.fields.bispectra import bispectrum, triangle_third_side
 
 THETAS = np.linspace(0.0, np.pi, 25)
@@ -144,3 +145,13 @@ def test_bad_input(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         bispectrum(**args)
+
+
+def test_complex_and_nonfinite_fields():
+    field = np.random.default_rng(4).standard_normal((16, 16, 16))
+    with pytest.raises(UserInputError, match="field: expected real"):
+        bispectrum(field.astype(complex), 16.0, 1.0, 1.5, THETAS)
+    field[3, 4, 5] = np.inf
+    with pytest.raises(UserInputError, match="field: expected finite"):
+        bispectrum(field, 16.0, 1.0, 1.5, THETAS)
+    assert np.all(np.isnan(bispectrum(field, 16.0, 1.0, 1.5, THETAS, allow_nonfinite=True).B))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfastro.fields.image_metrics import mae, psnr, ssim2d, ssim3d
+from tfastro.core.errors import UserInputError
+from tfastro.fields.image_metrics import mae, psnr, ssim2d, ssim2d_tensor, ssim3d
 
 
 def noisy(rng, x, level, data_range=1.0):
@@ -217,3 +218,22 @@ def test_mae_is_the_per_sample_mean_absolute_error():
     pred[0, :2] = -0.5  # half the pixels off by 0.5
     pred[1, 0, 0, 0] = 3.2  # one pixel of 32 off by 3.2
     np.testing.assert_allclose(mae(pred, true), [0.25, 0.1], rtol=1e-12)
+
+
+def test_nonfinite_and_complex_samples(rng):
+    x = rng.random((2, 12, 12, 1))
+    y = x + 0.1 * rng.random(x.shape)
+    bad = y.copy()
+    bad[1, 3, 4, 0] = np.nan
+    for metric in (ssim2d, psnr, mae):
+        with pytest.raises(UserInputError, match="pred: expected finite"):
+            metric(bad, x)
+        with pytest.raises(UserInputError, match="true: expected real"):
+            metric(y, x.astype(complex))
+        scores = metric(bad, x, allow_nonfinite=True)  # the sample touched is NaN
+        assert np.isnan(scores[1])
+        np.testing.assert_allclose(scores[0], metric(y[:1], x[:1])[0], rtol=1e-12)
+    with pytest.raises(UserInputError, match="pred: expected finite"):
+        ssim3d(bad[..., None], x[..., None])
+    with pytest.raises(UserInputError, match="pred: expected real"):
+        ssim2d_tensor(x.astype(complex), x)

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import special, stats
 
+from tfastro.core.errors import UserInputError
 from tfastro.fields.pdf import ks_distance, pdf_bin_edges, pdf_mean_std, pixel_pdf, pixel_pdfs
 
 
@@ -111,8 +112,29 @@ def test_ks_distance_limits(rng):
     (lambda: pdf_bin_edges(np.ones(3), bins=0), "bins"),
     (lambda: pdf_bin_edges(np.ones(3)), "fields"),
     (lambda: ks_distance([], [1.0]), "a is empty"),
-    (lambda: ks_distance([1.0], [np.nan]), "b must be finite"),
+    (lambda: ks_distance([1.0], [np.nan]), "b: expected finite"),
 ])
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_nonfinite_values_are_refused_or_left_out(rng):
+    maps = rng.lognormal(size=(2, 50))
+    edges = pdf_bin_edges(maps)
+    bad = maps.copy()
+    bad[0, :3] = [np.nan, np.inf, -np.inf]
+    for call in (lambda: pixel_pdfs(bad, edges), lambda: pixel_pdf(bad, edges),
+                 lambda: pdf_mean_std(bad, edges), lambda: pdf_bin_edges(bad)):
+        with pytest.raises(UserInputError, match="finite.*allow_nonfinite"):
+            call()
+    # allowed: left out like values outside the edges, the PDF of the finite values
+    allowed = pixel_pdfs(bad, edges, allow_nonfinite=True)
+    np.testing.assert_allclose(allowed[0], pixel_pdfs(maps[:1, 3:], edges)[0], rtol=1e-12)
+    np.testing.assert_allclose(pixel_pdf(bad, edges, allow_nonfinite=True),
+                               pixel_pdf(np.concatenate([maps[0, 3:], maps[1]]), edges),
+                               rtol=1e-12)
+    with pytest.raises(UserInputError, match="maps: expected real"):
+        pixel_pdfs(maps.astype(complex), edges)
+    with pytest.raises(UserInputError, match="a: expected real"):
+        ks_distance(maps.astype(complex), maps)

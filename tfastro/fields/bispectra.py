@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tfastro.fields.checks import check_real_values
 from tfastro.fields.fourier import field_modes, integer_k_squared
 
 __all__ = ["Bispectrum", "bispectrum", "triangle_third_side"]
@@ -157,7 +158,7 @@ def _checked_thetas(thetas):
     return np.atleast_1d(thetas)
 
 
-def bispectrum(field, box_size, k1, k2, thetas, mas=None):
+def bispectrum(field, box_size, k1, k2, thetas, mas=None, allow_nonfinite=False):
     """Bispectrum B(k1, k2, theta) and reduced Q of a periodic 3D field (Pylians ``Bk``).
 
     Args:
@@ -167,15 +168,18 @@ def bispectrum(field, box_size, k1, k2, thetas, mas=None):
         (pi N / L for even N).
       thetas: angle(s) between k1 and k2 in radians, scalar or ``(n_theta,)``.
       mas: None, or NGP / CIC / TSC / PCS to deconvolve the mass-assignment window.
+      allow_nonfinite: compute with NaN or inf values (then B, Q and the shell powers are NaN)
+        instead of refusing them.
     Returns:
       :class:`Bispectrum` of float64 numpy arrays ``(n_theta,)``: B in (h^-1 Mpc)^6, Q, k3 in
       h/Mpc, P3 in (h^-1 Mpc)^3 and the triangle counts; P1, P2 floats in (h^-1 Mpc)^3.
     Raises:
       ValueError: naming the argument, for a field that is not a cube, sides outside
-        (0, k_Nyquist], or an angle whose k3 shell closes no triangle with the k1 and k2 shells.
+        (0, k_Nyquist], or an angle whose k3 shell closes no triangle with the k1 and k2 shells;
+        UserInputError (a ValueError) for complex or non-finite field values.
     """
     import tensorflow as tf
-    field = tf.convert_to_tensor(field)
+    field = tf.convert_to_tensor(check_real_values(field, "field", allow_nonfinite))
     if field.shape.rank != 3 or len(set(field.shape)) != 1:
         raise ValueError(f"field: expected a 3D (N, N, N) cube, got shape {field.shape}")
     modes = field_modes(field, box_size, 3, mas)  # validates the cube, box_size and mas

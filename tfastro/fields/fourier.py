@@ -10,6 +10,9 @@ Periodic grids of N cells a side in d = 2 or 3 dimensions, box side L in h^-1 Mp
   mode is dropped and the bins run to sqrt(d) k_Nyq. Only independent modes are counted: on the
   planes k_last = 0 and k_last = N/2 of the rfft layout the Hermitian duplicates are skipped,
   keeping a mode when its first component outside {0, N/2} is positive (Pylians' rule).
+- Bin tables depend on the grid only (a mode's bin is a function of the integer |k|^2 / k_F^2):
+  they are built plane by plane and cached, a few per process, at O(N^2) memory; the bin of
+  every mode of a range of planes is looked up when needed (:func:`slab_bins`).
 """
 import dataclasses
 import functools
@@ -45,10 +48,12 @@ def integer_wavenumbers(n):
     return np.where(k > n // 2, k - n, k)
 
 
-def _integer_grid(shape):
-    """Broadcastable integer wavenumbers of each axis on the rfft layout of ``shape``."""
+def _integer_grid(shape, rows=slice(None)):
+    """Broadcastable integer wavenumbers of each axis on the rfft layout of ``shape``, the
+    first axis restricted to ``rows`` (a slice)."""
     d = len(shape)
     axes = [integer_wavenumbers(n) for n in shape[:-1]] + [np.arange(shape[-1] // 2 + 1)]
+    axes[0] = axes[0][rows]
     return [a.reshape([-1 if i == j else 1 for j in range(d)]) for i, a in enumerate(axes)]
 
 
@@ -72,15 +77,14 @@ def wavenumbers(shape, box_size):
 
 
 @functools.lru_cache(maxsize=16)
-def _inverse_window(shape, mas):
-    """1 / prod_i (sin x_i / x_i)^p on the rfft layout (complex64), x_i = pi k_i / N."""
+def axis_windows(shape, mas):
+    """Per-axis mass-assignment windows (sin x / x)^p, x = pi k_i / N, of the rfft layout:
+    broadcastable float64 arrays whose product is the window W(k) (``mas`` in MAS_ORDER)."""
     p = MAS_ORDER[mas]
-    window = np.ones((), dtype=np.float64)
-    for k, n in zip(_integer_grid(shape), shape):
-        window = window * np.sinc(k / n) ** p  # np.sinc(t) = sin(pi t) / (pi t)
-    inverse = (1.0 / window).astype(np.complex64)
-    inverse.flags.writeable = False
-    return inverse
+    windows = [np.sinc(k / n) ** p for k, n in zip(_integer_grid(shape), shape)]
+    for w in windows:
+        w.flags.writeable = False
+    return windows
 
 
 def field_modes(field, box_size, ndim, mas=None):
@@ -110,7 +114,8 @@ def field_modes(field, box_size, ndim, mas=None):
     shape, _ = check_grid(field.shape[-ndim:], box_size)
     modes = real_ffts(ndim)[0](tf.cast(field, tf.float32))
     if mas is not None:
-        modes = modes * _inverse_window(shape, mas)
+        for window in axis_windows(shape, mas):
+            modes = modes / tf.constant(window.astype(np.complex64))
     return modes
 
 
@@ -119,14 +124,12 @@ class ModeBins:
     """Pylians binning of the rfft modes of one periodic grid.
 
     Attributes:
-      index: int32 array of the rfft shape: the bin of each mode, or ``nbins`` (out of range)
-        for the modes not counted (the zero mode and the Hermitian duplicates), so that
-        ``tf.math.bincount(index, weights, minlength=nbins, maxlength=nbins)`` bins a field.
+      shape: the grid, ``(N, N)`` or ``(N, N, N)``.
       k: float64 ``(nbins,)`` mean |k| (h/Mpc) of the counted modes of each bin.
       counts: float64 ``(nbins,)`` number of independent modes per bin (Pylians' Nmodes).
     """
 
-    index: np.ndarray
+    shape: tuple
     k: np.ndarray
     counts: np.ndarray
 
@@ -134,11 +137,19 @@ class ModeBins:
     def nbins(self):
         return len(self.k)
 
+    @property
+    def index(self):
+        """int32 array of the rfft shape: the bin of each mode, or ``nbins`` for the modes not
+        counted (the zero mode and the Hermitian duplicates); built on each access (4 bytes a
+        mode: 270 MB at 512^3), for binning whole small fields at once."""
+        return slab_bins(self.shape, 0, self.shape[0])
 
-def _independent(shape):
-    """Boolean rfft-layout mask of the modes Pylians counts (zero mode included)."""
+
+def _independent(shape, rows=slice(None)):
+    """Boolean rfft-layout mask of the modes Pylians counts (zero mode included), first axis
+    restricted to ``rows``."""
     n = shape[0]
-    grid = _integer_grid(shape)
+    grid = _integer_grid(shape, rows)
     zero_like = [(k == 0) | ((n % 2 == 0) & (k == n // 2)) for k in grid]
     # On the planes k_last in {0, N/2}: drop a mode whose first component outside {0, N/2}
     # is negative (its complex conjugate is the counted twin).
@@ -148,32 +159,68 @@ def _independent(shape):
         negative = negative | (~decided & (k < 0))
         decided = decided | ~z
     return np.broadcast_to(~(zero_like[-1] & negative),
-                           tuple(n for n in shape[:-1]) + (n // 2 + 1,))
+                           np.broadcast_shapes(*(k.shape for k in grid)))
 
 
 @functools.lru_cache(maxsize=8)
-def _mode_bins(shape, box_size):
-    k_int = np.sqrt(integer_k_squared(shape).astype(np.float64))
-    nbins = math.isqrt(len(shape) * (shape[0] // 2) ** 2)
-    n_int = np.floor(k_int).astype(np.int64)
-    index = np.where(_independent(shape) & (n_int >= 1), n_int - 1, nbins).astype(np.int32)
-    counted = index < nbins
-    counts = np.bincount(index[counted], minlength=nbins).astype(np.float64)
-    k = (2.0 * np.pi / box_size) * np.bincount(index[counted], weights=k_int[counted],
-                                               minlength=nbins) / counts
-    for a in (index, k, counts):
+def _bin_table(shape):
+    """Grid-only bin tables: ``(bin_of_squared, counts, mean_k)``.
+
+    ``bin_of_squared``: int32 bin of each integer |k|^2 / k_F^2 (``nbins`` for 0 and beyond
+    the last bin); ``counts``: float64 (nbins,) independent modes per bin; ``mean_k``: float64
+    (nbins,) their mean |k| / k_F. Counted plane by plane: O(N^2) memory.
+    """
+    d = len(shape)
+    nbins = math.isqrt(d * (shape[0] // 2) ** 2)
+    max_squared = d * (shape[0] // 2) ** 2
+    roots = np.sqrt(np.arange(max_squared + 1, dtype=np.float64))
+    bin_of_squared = np.floor(roots).astype(np.int32) - 1
+    bin_of_squared[(bin_of_squared < 0) | (bin_of_squared >= nbins)] = nbins
+    per_squared = np.zeros(max_squared + 1)
+    for rows in row_slabs(shape, 2**20):
+        squared = sum(k**2 for k in _integer_grid(shape, rows))
+        per_squared += np.bincount(squared[_independent(shape, rows)],
+                                   minlength=max_squared + 1)
+    counted = bin_of_squared < nbins
+    counts = np.bincount(bin_of_squared[counted], per_squared[counted], nbins)
+    mean_k = np.bincount(bin_of_squared[counted], per_squared[counted] * roots[counted],
+                         nbins) / counts
+    for a in (bin_of_squared, counts, mean_k):
         a.flags.writeable = False
-    return ModeBins(index=index, k=k, counts=counts)
+    return bin_of_squared, counts, mean_k
+
+
+def row_slabs(shape, modes_per_slab):
+    """Slices of first-axis rows of the rfft layout of ``shape``, each of about
+    ``modes_per_slab`` modes (at least one row), covering the grid in order."""
+    per_row = int(np.prod(shape[1:-1], dtype=np.int64)) * (shape[-1] // 2 + 1)
+    step = max(1, modes_per_slab // per_row)
+    return [slice(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
+
+
+def slab_bins(shape, start, stop):
+    """Bin of each rfft mode of the first-axis rows ``start:stop`` of a periodic grid.
+
+    Returns int32 ``(stop - start, ..., N//2+1)``: the Pylians bin, or ``nbins`` for the modes
+    not counted (the zero mode and the Hermitian duplicates).
+    """
+    shape, _ = check_grid(shape, 1.0)
+    bin_of_squared, counts, _ = _bin_table(shape)
+    rows = slice(start, stop)
+    index = bin_of_squared[sum(k**2 for k in _integer_grid(shape, rows))]
+    return np.where(_independent(shape, rows), index, np.int32(len(counts)))
 
 
 def mode_bins(shape, box_size):
-    """Pylians |k| bins of width k_F for the rfft layout of a periodic grid (cached).
+    """Pylians |k| bins of width k_F for the rfft layout of a periodic grid.
 
     Args:
       shape: ``(N, N)`` or ``(N, N, N)``.
       box_size: box side L in h^-1 Mpc.
     Returns:
-      :class:`ModeBins` with ``floor(sqrt(d) N/2)`` bins (e.g. 55 for 64^3, 90 for 128^2).
+      :class:`ModeBins` with ``floor(sqrt(d) N/2)`` bins (e.g. 55 for 64^3, 90 for 128^2);
+      built from the grid's cached tables (:func:`slab_bins`), the box only scaling k.
     """
     shape, box_size = check_grid(shape, box_size)
-    return _mode_bins(shape, box_size)
+    _, counts, mean_k = _bin_table(shape)
+    return ModeBins(shape=shape, k=(2.0 * np.pi / box_size) * mean_k, counts=counts)

@@ -8,7 +8,9 @@ array of shape ``(B,)``. The computation runs in TensorFlow (on a GPU when there
 float64 whatever the input dtype: SSIM's one-pass local variances E[x^2] - mu^2 lose up to
 ~1e-4 of SSIM to float32 round-off where a field is locally flat (``tf.image.ssim``, float32,
 shows errors of that size on piecewise-constant maps). Integer inputs (e.g. uint8) are cast
-without rescaling, so ``data_range`` is in the units of the values (255 for uint8).
+without rescaling, so ``data_range`` is in the units of the values (255 for uint8). Complex
+inputs are refused, and so are NaN and inf unless ``allow_nonfinite=True``, which scores a
+sample they touch NaN (``ssim2d_tensor``, a loss inside a traced model, checks dtypes only).
 
 SSIM (Wang et al. 2004)
 -----------------------
@@ -41,25 +43,32 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfastro.core.errors import UserInputError
+from tfastro.fields.checks import check_real_values
+
 __all__ = ["ssim2d", "ssim2d_tensor", "ssim3d", "psnr", "mae"]
 
 
-def _float64_pair(pred, true):
-    """Both inputs as float64 tensors of the same shape (B, ...)."""
+def _float64_pair(pred, true, allow_nonfinite=False):
+    """Both inputs, checked real (and finite unless allowed), as float64 tensors of the same
+    shape (B, ...)."""
     import tensorflow as tf  # the float64 metrics; training losses need keras.ops only
-    pred = tf.cast(tf.convert_to_tensor(pred), tf.float64)
-    true = tf.cast(tf.convert_to_tensor(true), tf.float64)
+    pred = tf.cast(tf.convert_to_tensor(check_real_values(pred, "pred", allow_nonfinite)),
+                   tf.float64)
+    true = tf.cast(tf.convert_to_tensor(check_real_values(true, "true", allow_nonfinite)),
+                   tf.float64)
     if pred.shape != true.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} differs from true shape "
-                         f"{tuple(true.shape)}")
+        raise UserInputError(f"pred shape {tuple(pred.shape)} differs from true shape "
+                             f"{tuple(true.shape)}")
     if pred.shape.rank < 2:
-        raise ValueError(f"pred and true must be batches (B, ...), got shape {tuple(pred.shape)}")
+        raise UserInputError(f"pred and true must be batches (B, ...), got shape "
+                             f"{tuple(pred.shape)}")
     return pred, true
 
 
 def _check_data_range(data_range):
     if not (np.isfinite(data_range) and data_range > 0):
-        raise ValueError(f"data_range must be a positive number, got {data_range!r}")
+        raise UserInputError(f"data_range must be a positive number, got {data_range!r}")
 
 
 def _window_length(side, window_size):
@@ -79,14 +88,14 @@ def _check_ssim_arguments(name, shape, spatial_dims, data_range, window_size, si
     the window arguments are valid."""
     if len(shape) != spatial_dims + 2:
         axes = "(B, X, Y, C)" if spatial_dims == 2 else "(B, X, Y, Z, C)"
-        raise ValueError(f"{name}: pred and true must have shape {axes}, got {tuple(shape)}")
+        raise UserInputError(f"{name}: pred and true must have shape {axes}, got {tuple(shape)}")
     _check_data_range(data_range)
     if int(window_size) != window_size or window_size < 1 or window_size % 2 == 0:
-        raise ValueError(f"window_size must be a positive odd integer, got {window_size!r}")
+        raise UserInputError(f"window_size must be a positive odd integer, got {window_size!r}")
     if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number (pixels), got {sigma!r}")
+        raise UserInputError(f"sigma must be a positive number (pixels), got {sigma!r}")
     if 0 in tuple(shape[1:-1]):
-        raise ValueError(f"{name}: empty spatial axis in shape {tuple(shape)}")
+        raise UserInputError(f"{name}: empty spatial axis in shape {tuple(shape)}")
 
 
 def _ssim_from_moments(mean_p, mean_t, mean_pt, mean_sq, data_range, k1, k2):
@@ -100,10 +109,11 @@ def _ssim_from_moments(mean_p, mean_t, mean_pt, mean_sq, data_range, k1, k2):
     return luminance * contrast_structure
 
 
-def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2):
+def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2,
+          allow_nonfinite=False):
     """Per-sample SSIM of (B, *spatial, C) batches with ``spatial_dims`` spatial axes; (B,)."""
     import tensorflow as tf
-    pred, true = _float64_pair(pred, true)
+    pred, true = _float64_pair(pred, true, allow_nonfinite)
     _check_ssim_arguments(f"ssim{spatial_dims}d", pred.shape, spatial_dims, data_range,
                           window_size, sigma)
     batch, *spatial, channels = pred.shape
@@ -125,7 +135,8 @@ def _ssim(pred, true, spatial_dims, data_range, window_size, sigma, k1, k2):
     return tf.reduce_mean(ssim_map, axis=[0, 2]).numpy()
 
 
-def ssim2d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03):
+def ssim2d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03,
+           allow_nonfinite=False):
     """Per-sample SSIM of 2-D maps (equal to ``tf.image.ssim``; see the module docstring).
 
     Args:
@@ -134,10 +145,11 @@ def ssim2d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.
       window_size: side of the Gaussian window in pixels (odd); shrunk on shorter axes.
       sigma: standard deviation of the Gaussian window in pixels.
       k1, k2: the stabilising constants' factors.
+      allow_nonfinite: score samples with NaN or inf (NaN) instead of refusing them.
     Returns:
       numpy (B,): SSIM averaged over window positions and channels; 1 for identical maps.
     """
-    return _ssim(pred, true, 2, data_range, window_size, sigma, k1, k2)
+    return _ssim(pred, true, 2, data_range, window_size, sigma, k1, k2, allow_nonfinite)
 
 
 def ssim2d_tensor(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03):
@@ -151,11 +163,14 @@ def ssim2d_tensor(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01
       backend tensor (B,); 1 for identical maps.
     """
     pred, true = ops.convert_to_tensor(pred), ops.convert_to_tensor(true)
+    for name, value in (("pred", pred), ("true", true)):
+        if "complex" in keras.backend.standardize_dtype(value.dtype):
+            raise UserInputError(f"{name}: expected real values, got dtype {value.dtype}")
     dtype = "float64" if keras.backend.standardize_dtype(pred.dtype) == "float64" else "float32"
     pred, true = ops.cast(pred, dtype), ops.cast(true, dtype)
     if tuple(pred.shape) != tuple(true.shape):
-        raise ValueError(f"pred shape {tuple(pred.shape)} differs from true shape "
-                         f"{tuple(true.shape)}")
+        raise UserInputError(f"pred shape {tuple(pred.shape)} differs from true shape "
+                             f"{tuple(true.shape)}")
     _check_ssim_arguments("ssim2d_tensor", pred.shape, 2, data_range, window_size, sigma)
     _, *spatial, channels = pred.shape
     # Every channel of the four local moments, one per batch entry: (4 C B, X, Y, 1).
@@ -174,33 +189,36 @@ def ssim2d_tensor(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01
     return ops.mean(ssim_map, axis=(0, 2))
 
 
-def ssim3d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03):
+def ssim3d(pred, true, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03,
+           allow_nonfinite=False):
     """Per-sample SSIM of (B, X, Y, Z, C) cubes with a separable 3-D Gaussian window.
 
     Arguments and result as :func:`ssim2d` (window sides in voxels); 1 for identical cubes.
     """
-    return _ssim(pred, true, 3, data_range, window_size, sigma, k1, k2)
+    return _ssim(pred, true, 3, data_range, window_size, sigma, k1, k2, allow_nonfinite)
 
 
-def psnr(pred, true, data_range=1.0):
+def psnr(pred, true, data_range=1.0, allow_nonfinite=False):
     """Per-sample peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE).
 
     Args:
       pred, true: (B, ...) arrays of the same shape; the MSE is the mean over all axes but B.
       data_range: peak-to-peak range of the values (1 for [0, 1] fields, 255 for uint8).
+      allow_nonfinite: score samples with NaN or inf instead of refusing them.
     Returns:
       numpy (B,); ``+inf`` where the two samples are identical (no warning).
     """
     import tensorflow as tf
-    pred, true = _float64_pair(pred, true)
+    pred, true = _float64_pair(pred, true, allow_nonfinite)
     _check_data_range(data_range)
     mse = tf.reduce_mean(tf.square(pred - true), axis=list(range(1, pred.shape.rank)))
     ten_over_ln10 = 10.0 / np.log(10.0)
     return (ten_over_ln10 * tf.math.log(data_range**2 / mse)).numpy()
 
 
-def mae(pred, true):
-    """Per-sample mean absolute error over all axes but the batch axis; numpy (B,)."""
+def mae(pred, true, allow_nonfinite=False):
+    """Per-sample mean absolute error over all axes but the batch axis; numpy (B,)
+    (``allow_nonfinite`` as :func:`psnr`)."""
     import tensorflow as tf
-    pred, true = _float64_pair(pred, true)
+    pred, true = _float64_pair(pred, true, allow_nonfinite)
     return tf.reduce_mean(tf.abs(pred - true), axis=list(range(1, pred.shape.rank))).numpy()
