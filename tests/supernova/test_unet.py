@@ -1,0 +1,220 @@
+"""UNet3D: periodic padding against numpy's wrap, the convolution block's layer checks (ours
+and Keras'), translation equivariance of the periodic network, persistence at initialisation,
+the forecast contract (one shot, rollout, last frames read, errors), the model checks and
+training on JAX that follows TensorFlow's."""
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras.src import testing  # Keras' own layer test case (run_layer_test)
+
+from tests import jax_backend
+from tests.layer_testing import check_layer, randomize_weights
+from tests.model_testing import check_model
+from tfastro.supernova.unet import ConvBlock3D, UNet3D, periodic_pad
+
+SMALL = dict(input_length=2, horizon=2, filters=(3, 4))
+
+
+def fields(rng, shape):
+    return rng.uniform(size=shape).astype("float32")
+
+
+def trained_weights(model, rng):
+    """Give every weight random values (the head starts at zero: persistence)."""
+    randomize_weights(model, rng)
+    return model
+
+
+# --- padding and the convolution block --------------------------------------------------------
+
+@pytest.mark.parametrize("width", [0, 1, 2])
+def test_periodic_pad_is_numpy_wrap(width, rng):
+    x = rng.normal(size=(2, 4, 3, 5, 2)).astype("float32")
+    expected = np.pad(x, [(0, 0)] + [(width, width)] * 3 + [(0, 0)], mode="wrap")
+    np.testing.assert_array_equal(np.asarray(periodic_pad(x, width)), expected)
+
+
+def test_periodic_pad_refuses_a_grid_smaller_than_the_padding():
+    with pytest.raises(ValueError, match="at least 3 voxels"):
+        periodic_pad(np.zeros((1, 2, 4, 4, 1), "float32"), 3)
+
+
+@pytest.mark.parametrize("padding", ["periodic", "zeros"])
+def test_conv_block_passes_layer_checks(padding, rng, tmp_path):
+    outputs = check_layer(lambda **kw: ConvBlock3D(3, 3, padding, **kw),
+                          (rng.normal(size=(2, 4, 4, 4, 2)).astype("float32"),), tmp_path)
+    assert outputs[0].shape == (2, 4, 4, 4, 3)
+
+
+def test_periodic_conv_block_commutes_with_rolls_zero_padding_does_not(rng):
+    x = rng.normal(size=(1, 6, 6, 6, 2)).astype("float32")
+    shift = dict(shift=(2, -1, 3), axis=(1, 2, 3))
+    for padding, equivariant in (("periodic", True), ("zeros", False)):
+        block = ConvBlock3D(3, 3, padding)
+        block.build(x.shape)
+        randomize_weights(block, rng)
+        rolled_out = np.roll(np.asarray(block(x)), **shift)
+        out_of_rolled = np.asarray(block(np.roll(x, **shift)))
+        assert np.allclose(out_of_rolled, rolled_out, atol=1e-5) == equivariant, padding
+
+
+def test_conv_block_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="padding must be one of"):
+        ConvBlock3D(3, padding="reflect")
+    with pytest.raises(ValueError, match="odd"):
+        ConvBlock3D(3, kernel_size=4)
+
+
+class KerasLayerTest(testing.TestCase):
+    """Keras' run_layer_test of ConvBlock3D: symbolic and eager calls, serialisation, a
+    training step and, under mixed_float16, float32 weights and float16 outputs."""
+
+    def tearDown(self):
+        keras.config.enable_traceback_filtering()  # setUp turned it off for the whole process
+
+    @parameterized.named_parameters(("periodic", "periodic"), ("zeros", "zeros"))
+    def test_run_layer_test(self, padding):
+        self.run_layer_test(ConvBlock3D, {"filters": 3, "kernel_size": 3, "padding": padding},
+                            input_shape=(2, 4, 4, 4, 2), expected_output_shape=(2, 4, 4, 4, 3),
+                            expected_num_trainable_weights=4)
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+def test_untrained_model_forecasts_persistence(rng):
+    """The head starts at zero: every output frame is the last context frame."""
+    context = fields(rng, (3, 4, 4, 4, 4, 2))
+    model = UNet3D(input_length=2, horizon=3, filters=(3, 4))
+    out = np.asarray(model(context))
+    np.testing.assert_array_equal(out, np.repeat(context[:, -1:], 3, axis=1))
+
+
+def test_periodic_model_commutes_with_rolls_by_the_pooling_size(rng):
+    context = fields(rng, (1, 2, 8, 8, 8, 1))
+    model = UNet3D(**SMALL)
+    model.build(context.shape)
+    trained_weights(model, rng)
+    shift = dict(shift=(2, 4, -2), axis=(2, 3, 4))
+    np.testing.assert_allclose(np.asarray(model(np.roll(context, **shift))),
+                               np.roll(np.asarray(model(context)), **shift), atol=1e-5)
+
+
+def test_forecast_is_one_shot_then_rolled_out_from_the_last_frames(rng):
+    context = fields(rng, (2, 3, 4, 4, 4, 1))
+    model = UNet3D(**SMALL)
+    model.build(context.shape)
+    trained_weights(model, rng)
+    first = np.asarray(model(context))  # reads the last input_length = 2 frames
+    np.testing.assert_allclose(first, np.asarray(model(context[:, 1:])), atol=1e-6)
+    second = np.asarray(model(first))  # continued from the last two frames forecast
+    forecast = model.forecast(context, 3)
+    assert forecast.shape == (2, 3, 4, 4, 4, 1) and forecast.dtype == np.float32
+    np.testing.assert_allclose(forecast[:, :2], first, atol=1e-5)
+    np.testing.assert_allclose(forecast[:, 2], second[:, 0], atol=1e-5)
+    np.testing.assert_allclose(model.forecast(context, 1), first[:, :1], atol=1e-5)
+    # clips are forecast independently of each other
+    np.testing.assert_allclose(model.forecast(context[1:], 3), forecast[1:], atol=1e-5)
+
+
+def test_rollout_model_feeds_back_one_frame_at_a_time(rng):
+    context = fields(rng, (1, 1, 4, 4, 4, 1))
+    model = UNet3D(input_length=1, horizon=1, filters=(2,))
+    model.build(context.shape)
+    trained_weights(model, rng)
+    frames = [context]
+    for _ in range(4):
+        frames.append(np.asarray(model(frames[-1])))
+    np.testing.assert_allclose(model.forecast(context, 4), np.concatenate(frames[1:], axis=1),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2, 1, 4, 4, 4, 1), r"time>=2"),  # too few frames
+    ((2, 2, 4, 4, 5, 1), r"multiples of 2"),  # grid not divisible by the pooling
+    ((2, 2, 4, 4, 4), r"channels last"),  # no channel axis
+])
+def test_contexts_of_another_layout_raise_one_line_errors(shape, message):
+    model = UNet3D(**SMALL)
+    with pytest.raises(ValueError, match=message) as err:
+        model.forecast(np.zeros(shape, "float32"), 2)
+    assert "\n" not in str(err.value)
+
+
+def test_built_model_refuses_another_channel_count(rng):
+    model = UNet3D(**SMALL)
+    model.build((None, 2, 4, 4, 4, 1))
+    with pytest.raises(ValueError, match=r"X, Y, Z, 1\)"):
+        model(fields(rng, (1, 2, 4, 4, 4, 2)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(input_length=0), "input_length and horizon"),
+    (dict(horizon=0), "input_length and horizon"),
+    (dict(filters=()), "filters"),
+    (dict(padding="reflect"), "padding"),
+])
+def test_model_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UNet3D(**kwargs).build((None, 2, 4, 4, 4, 1))
+
+
+def test_forecast_rejects_a_bad_number_of_frames(rng):
+    with pytest.raises(ValueError, match="n_frames"):
+        UNet3D(**SMALL).forecast(fields(rng, (1, 2, 4, 4, 4, 1)), 0)
+
+
+def test_compile_defaults_to_the_mean_squared_error(rng):
+    context, target = fields(rng, (2, 2, 4, 4, 4, 1)), fields(rng, (2, 2, 4, 4, 4, 1))
+    model = UNet3D(**SMALL)
+    model.compile(optimizer="sgd")
+    loss = model.evaluate(context, target, verbose=0)
+    expected = np.mean((np.repeat(context[:, -1:], 2, axis=1) - target) ** 2)  # persistence
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_model_checks(rng, tmp_path):
+    context, target = fields(rng, (4, 2, 4, 4, 4, 1)), fields(rng, (4, 2, 4, 4, 4, 1))
+
+    def factory():
+        model = UNet3D(**SMALL)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return model
+
+    check_model(factory, context, target, tmp_path=tmp_path)
+
+
+JAX_TRAINING = """
+import json, sys
+import keras, numpy as np
+import tfastro.supernova.unet
+directory = sys.argv[1]
+data = np.load(directory + "/data.npz")
+model = keras.saving.load_model(directory + "/initial.keras")
+history = model.fit(data["context"], data["target"], batch_size=2, epochs=3, shuffle=False,
+                    verbose=0)
+print("RESULT" + json.dumps({
+    "backend": keras.backend.backend(), "loss": history.history["loss"],
+    "weights": [w.tolist() for w in model.get_weights()],
+    "forecast": model.forecast(data["context"], 3).tolist()}))
+"""
+
+
+def test_jax_training_follows_tensorflow(rng, tmp_path):
+    """fit on JAX from the same initial .keras file and data gives TensorFlow's loss curve,
+    weights and forecasts."""
+    model = UNet3D(**SMALL)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.build((None, 2, 4, 4, 4, 1))
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "initial.keras")
+    context, target = fields(rng, (4, 2, 4, 4, 4, 1)), fields(rng, (4, 2, 4, 4, 4, 1))
+    np.savez(tmp_path / "data.npz", context=context, target=target)
+    out = jax_backend.run_on_jax(JAX_TRAINING, tmp_path)
+
+    history = model.fit(context, target, batch_size=2, epochs=3, shuffle=False, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    np.testing.assert_allclose(out["loss"], history.history["loss"], rtol=1e-4)
+    for a, b in zip(out["weights"], model.get_weights()):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(out["forecast"], model.forecast(context, 3), atol=1e-4)
