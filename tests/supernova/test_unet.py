@@ -1,7 +1,12 @@
 """UNet3D: periodic padding against numpy's wrap, the convolution block's layer checks (ours
 and Keras'), translation equivariance of the periodic network, persistence at initialisation,
 the forecast contract (one shot, rollout, last frames read, errors), the model checks and
-training on JAX that follows TensorFlow's."""
+training on JAX that follows TensorFlow's; run.py --model_name unet: training pairs, outputs
+with the baselines' scores, exact resume, settings."""
+import dataclasses
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +16,11 @@ from keras.src import testing  # Keras' own layer test case (run_layer_test)
 from tests import jax_backend
 from tests.layer_testing import check_layer, randomize_weights
 from tests.model_testing import check_model
+from tests.supernova.conftest import GRID
+from tfastro.core.errors import UserInputError
+from tfastro.supernova.config import UNet3DConfig, validate_config
+from tfastro.supernova.io import load_sn_npz
+from tfastro.supernova.task import run, trained_iterations, training_pairs
 from tfastro.supernova.unet import ConvBlock3D, UNet3D, periodic_pad
 
 SMALL = dict(input_length=2, horizon=2, filters=(3, 4))
@@ -218,3 +228,91 @@ def test_jax_training_follows_tensorflow(rng, tmp_path):
     for a, b in zip(out["weights"], model.get_weights()):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(out["forecast"], model.forecast(context, 3), atol=1e-4)
+
+
+# --- run.py --model_name unet ----------------------------------------------------------------
+
+def unet_config(tmp_path, data_path, **overrides):
+    """A tiny U-Net run on the 8^3 clips of ``sn_file`` writing under ``tmp_path``."""
+    cfg = UNet3DConfig(train_data_paths=str(data_path), valid_data_paths=str(data_path),
+                       save_dir=str(tmp_path / "ckpt"), gen_frm_dir=str(tmp_path / "res"),
+                       img_width=GRID, img_depth=GRID, input_length=2, total_length=6,
+                       filters="2,4", batch_size=2, max_iterations=2, display_interval=1,
+                       test_interval=2, snapshot_interval=1, num_save_samples=1)
+    return dataclasses.replace(cfg, **overrides)
+
+
+def test_training_pairs_are_the_windows_of_each_clip(rng):
+    clips = rng.uniform(size=(2, 6, 2, 2, 2, 1)).astype("float32")
+    context, target = (np.asarray(a) for a in training_pairs(clips, 2, 3))
+    assert context.shape == (4, 2, 2, 2, 2, 1) and target.shape == (4, 3, 2, 2, 2, 1)
+    for start in range(2):
+        for b in range(2):
+            np.testing.assert_array_equal(context[2 * start + b], clips[b, start:start + 2])
+            np.testing.assert_array_equal(target[2 * start + b], clips[b, start + 2:start + 5])
+    with pytest.raises(UserInputError, match="no context of 2 frames followed by 5"):
+        training_pairs(clips, 2, 5)
+
+
+def _persistence_mse(data, cfg):
+    """Mean over clips and output frames of the summed squared error of the last context frame."""
+    errors = [np.square(clip[cfg.input_length:] - clip[cfg.input_length - 1]).sum(axis=(1, 2, 3, 4))
+              for clip in (data.clip(i, cfg.total_length) for i in range(data.num_clips))]
+    return np.mean(errors, axis=0)
+
+
+def test_unet_run_writes_the_outputs_and_scores_the_baselines(tmp_path, sn_file):
+    cfg = unet_config(tmp_path, sn_file)
+    model = run(cfg, log=lambda message: None)
+    assert trained_iterations(model) == 2 and model.horizon == 4
+    out = os.path.join(cfg.gen_frm_dir, "2")
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["clips"] == 6 and metrics["iteration"] == 2
+    np.testing.assert_allclose(metrics["baselines"]["persistence"]["per_frame"]["mse"],
+                               _persistence_mse(load_sn_npz(sn_file), cfg), rtol=1e-5)
+    assert set(metrics["baselines"]) == {"persistence", "sedov_taylor"}
+    gt, pd = (np.load(os.path.join(out, "1", name)) for name in ("gt.npy", "pd.npy"))
+    assert gt.shape == (6, GRID, GRID, GRID, 1)
+    np.testing.assert_allclose(pd, model.forecast(gt[None, :2], 4)[0], atol=1e-6)
+    for name in ("forecast.gif", "gt6.png", "pd6.png"):
+        assert os.path.exists(os.path.join(out, "1", name))
+    # evaluating the checkpoint gives the scores of the training run's evaluation
+    again = run(dataclasses.replace(cfg, is_training=False), log=lambda message: None)
+    np.testing.assert_allclose(again["per_frame"]["mse"], metrics["per_frame"]["mse"], rtol=1e-5)
+    with pytest.raises(UserInputError, match="horizon: checkpoint 4, flags 1"):
+        run(dataclasses.replace(cfg, rollout=True, max_iterations=3), log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_unet_run_resumes_exactly(tmp_path, sn_file):
+    whole = run(unet_config(tmp_path / "a", sn_file, max_iterations=4, rollout=True),
+                log=lambda message: None)
+    split = unet_config(tmp_path / "b", sn_file, max_iterations=2, rollout=True)
+    run(split, log=lambda message: None)
+    resumed = run(dataclasses.replace(split, max_iterations=4), log=lambda message: None)
+    assert trained_iterations(resumed) == 4 and resumed.horizon == 1
+    for a, b in zip(whole.weights + whole.optimizer.variables,
+                    resumed.weights + resumed.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(rollout=True, horizon=3), "--horizon=3 with --rollout"),
+    (dict(horizon=5), "--horizon=5: expected 0 .. total_length - input_length = 4"),
+    (dict(filters="2,4,8", img_width=10), "--img_width=10: .* multiple of 4"),
+    (dict(filters="2,x"), "--filters='2,x'"),
+    (dict(filter_size=4), "--filter_size=4: must be odd"),
+    (dict(dataset_name="mnist"), "--dataset_name='mnist'"),
+])
+def test_unet_settings_are_checked(tmp_path, overrides, message):
+    cfg = unet_config(tmp_path, tmp_path / "unused.npz", **overrides)
+    with pytest.raises(UserInputError, match=message):
+        validate_config(cfg)
+
+
+def test_horizon_and_rollout_set_the_frames_of_one_call(tmp_path):
+    cfg = unet_config(tmp_path, "unused.npz")
+    assert cfg.frames_per_call == 4
+    assert dataclasses.replace(cfg, horizon=2).frames_per_call == 2
+    assert dataclasses.replace(cfg, rollout=True).frames_per_call == 1
