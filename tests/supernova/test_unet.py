@@ -21,7 +21,7 @@ from tfastro.core.errors import UserInputError
 from tfastro.supernova.config import UNet3DConfig, validate_config
 from tfastro.supernova.io import load_sn_npz
 from tfastro.supernova.task import run, trained_iterations, training_pairs
-from tfastro.supernova.unet import ConvBlock3D, UNet3D, periodic_pad
+from tfastro.supernova.unet import ConvBlock3D, UNet3D, log_features, periodic_pad
 
 SMALL = dict(input_length=2, horizon=2, filters=(3, 4))
 
@@ -34,6 +34,14 @@ def trained_weights(model, rng):
     """Give every weight random values (the head starts at zero: persistence)."""
     randomize_weights(model, rng)
     return model
+
+
+def assert_close(actual, expected):
+    """Equal within float32 round-off of the graph and eager programs (relative to the
+    largest value: random weights give outputs of tens)."""
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(actual, expected, rtol=0,
+                               atol=1e-5 * max(1.0, float(np.abs(expected).max())))
 
 
 # --- padding and the convolution block --------------------------------------------------------
@@ -92,6 +100,25 @@ class KerasLayerTest(testing.TestCase):
 
 # --- the model ---------------------------------------------------------------------------------
 
+def test_log_features_map_four_decades_onto_the_unit_interval():
+    x = np.array([1.0, 0.1, 1e-2, 1e-4, 1e-6, 0.0], "float32")
+    np.testing.assert_allclose(np.asarray(log_features(x)), [1.0, 0.75, 0.5, 0.0, 0.0, 0.0],
+                               atol=1e-6)
+
+
+def test_log_input_changes_what_the_network_reads(rng):
+    context = fields(rng, (1, 2, 4, 4, 4, 1))
+    linear, log = UNet3D(**SMALL, log_input=False), UNet3D(**SMALL)
+    for model in (linear, log):
+        model.build(context.shape)
+    trained_weights(linear, rng)
+    log.set_weights(linear.get_weights())
+    np.testing.assert_allclose(np.asarray(log(context)),
+                               np.asarray(linear(np.asarray(log_features(context)))
+                                          - log_features(context[:, -1:]) + context[:, -1:]),
+                               atol=1e-5)
+
+
 def test_untrained_model_forecasts_persistence(rng):
     """The head starts at zero: every output frame is the last context frame."""
     context = fields(rng, (3, 4, 4, 4, 4, 2))
@@ -116,15 +143,15 @@ def test_forecast_is_one_shot_then_rolled_out_from_the_last_frames(rng):
     model.build(context.shape)
     trained_weights(model, rng)
     first = np.asarray(model(context))  # reads the last input_length = 2 frames
-    np.testing.assert_allclose(first, np.asarray(model(context[:, 1:])), atol=1e-6)
+    assert_close(first, np.asarray(model(context[:, 1:])))
     second = np.asarray(model(first))  # continued from the last two frames forecast
     forecast = model.forecast(context, 3)
     assert forecast.shape == (2, 3, 4, 4, 4, 1) and forecast.dtype == np.float32
-    np.testing.assert_allclose(forecast[:, :2], first, atol=1e-5)
-    np.testing.assert_allclose(forecast[:, 2], second[:, 0], atol=1e-5)
-    np.testing.assert_allclose(model.forecast(context, 1), first[:, :1], atol=1e-5)
+    assert_close(forecast[:, :2], first)
+    assert_close(forecast[:, 2], second[:, 0])
+    assert_close(model.forecast(context, 1), first[:, :1])
     # clips are forecast independently of each other
-    np.testing.assert_allclose(model.forecast(context[1:], 3), forecast[1:], atol=1e-5)
+    assert_close(model.forecast(context[1:], 3), forecast[1:])
 
 
 def test_rollout_model_feeds_back_one_frame_at_a_time(rng):
@@ -136,7 +163,7 @@ def test_rollout_model_feeds_back_one_frame_at_a_time(rng):
     for _ in range(4):
         frames.append(np.asarray(model(frames[-1])))
     np.testing.assert_allclose(model.forecast(context, 4), np.concatenate(frames[1:], axis=1),
-                               atol=1e-5)
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape, message", [

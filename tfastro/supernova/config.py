@@ -121,6 +121,8 @@ class UNet3DConfig(RunSettings):
                            "further level halves the grid).")
     padding: str = setting("periodic", "Convolution padding: periodic (the box wraps around) "
                            "or zeros.", ("periodic", "zeros"))
+    log_input: bool = setting(True, "The U-Net reads log10 of the fields (floored at 1e-4 of "
+                              "the maximum); it still forecasts the fields themselves.")
 
     @property
     def grid(self):

@@ -237,7 +237,7 @@ def test(cfg, log=print):
 
 # --- the 3D U-Net (run.py --model_name unet) ------------------------------------------------
 
-UNET_ARCHITECTURE = ("input_length", "horizon", "filters", "kernel_size", "padding")
+UNET_ARCHITECTURE = ("input_length", "horizon", "filters", "kernel_size", "padding", "log_input")
 
 
 def training_pairs(clips, input_length, horizon):
@@ -263,7 +263,7 @@ def build_unet(cfg):
     from tfastro.supernova.unet import UNet3D
     model = UNet3D(input_length=cfg.input_length, horizon=cfg.frames_per_call,
                    filters=cfg.levels, kernel_size=cfg.filter_size, padding=cfg.padding,
-                   dtype=None if cfg.policy == "float32" else cfg.policy)
+                   log_input=cfg.log_input, dtype=None if cfg.policy == "float32" else cfg.policy)
     model.compile(optimizer=keras.optimizers.Adam(cfg.lr), jit_compile=cfg.jit_compile)
     model.build((None, cfg.input_length) + cfg.grid + (cfg.img_channel,))
     model.optimizer.build(model.trainable_variables)

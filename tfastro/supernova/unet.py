@@ -12,6 +12,17 @@ from keras import ops
 
 PADDINGS = ("periodic", "zeros")
 
+#: Smallest value log_features resolves: fields span 4 decades below their maximum, 1.
+LOG_FLOOR = 1e-4
+
+
+def log_features(x):
+    """log10 of the normalised fields ``x`` (in [0, 1]), floored at LOG_FLOOR and mapped to
+    [0, 1]: 1 + log10(max(x, LOG_FLOOR)) / 4; float32, the shape of ``x``. The ambient gas
+    (a few per cent of the maximum) and the shell then differ by O(1), not by O(0.01)."""
+    floor = float(np.log10(LOG_FLOOR))
+    return 1.0 - ops.log(ops.maximum(ops.cast(x, "float32"), LOG_FLOOR)) / (floor * np.log(10.0))
+
 
 def periodic_pad(x, width):
     """Pad the three grid axes of ``x`` (B, X, Y, Z, C) by ``width`` voxels on each side with
@@ -92,6 +103,8 @@ class UNet3D(keras.Model):
         must be divisible by 2^(len(filters) - 1).
       kernel_size: k of the k^3 convolutions.
       padding: "periodic" or "zeros" (see ConvBlock3D).
+      log_input: the network reads :func:`log_features` of the context (its output stays the
+        change of the fields themselves).
 
     ``call(context)``: context (B, T, X, Y, Z, C), T >= input_length; returns (B, horizon, X,
     Y, Z, C) float32, also under a mixed precision policy. ``fit`` takes (context, target)
@@ -102,7 +115,7 @@ class UNet3D(keras.Model):
     """
 
     def __init__(self, input_length=1, horizon=1, filters=(8, 16, 32), kernel_size=3,
-                 padding="periodic", **kwargs):
+                 padding="periodic", log_input=True, **kwargs):
         super().__init__(**kwargs)
         if int(input_length) < 1 or int(horizon) < 1:
             raise ValueError(f"input_length and horizon must be >= 1, got {input_length}, "
@@ -112,6 +125,7 @@ class UNet3D(keras.Model):
         if not self.filters or min(self.filters) < 1:
             raise ValueError(f"filters must be positive integers, got {filters!r}")
         self.kernel_size, self.padding = int(kernel_size), padding
+        self.log_input = bool(log_input)
         dt = self.dtype_policy
         self.encoder = [ConvBlock3D(f, kernel_size, padding, dtype=dt, name=f"down{i}")
                         for i, f in enumerate(self.filters)]
@@ -167,6 +181,8 @@ class UNet3D(keras.Model):
         last = ops.cast(context[:, -1], "float32")
         b, t, x, y, z, c = ops.shape(context)
         h = ops.reshape(ops.transpose(context, (0, 2, 3, 4, 1, 5)), (b, x, y, z, t * c))
+        if self.log_input:
+            h = log_features(h)
         h = ops.cast(h, self.compute_dtype)
         skips = []
         for i, block in enumerate(self.encoder):
@@ -216,5 +232,6 @@ class UNet3D(keras.Model):
     def get_config(self):
         return {**super().get_config(), "input_length": self.input_length,
                 "horizon": self.horizon, "filters": list(self.filters),
-                "kernel_size": self.kernel_size, "padding": self.padding}
+                "kernel_size": self.kernel_size, "padding": self.padding,
+                "log_input": self.log_input}
 
