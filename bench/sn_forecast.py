@@ -10,8 +10,8 @@ Data: ``tfastro.supernova.synthetic`` blasts (turbulent: lognormal clouds, sigma
 the analytic Sedov-Taylor blast), all sets normalised by the largest density of the training
 set (clipped to [0, 1]), so the unseen uniform medium is in the units the models learnt.
 Training: batches of 4 clips (the U-Nets: every context-target pair of them), 3D-MIM with
-MIMAdam at its default lr 1e-3, the U-Nets (log input) with Adam at lr 3e-3, for the budget of seconds after the first step (which traces the
-program; its time is printed). 3D-MIM trains without scheduled sampling or reversed clips (what it
+MIMAdam at its default lr 1e-3, the U-Nets (log input) with Adam at lr 3e-3, for the budget
+of seconds after the first step (which traces the program; its time is printed). 3D-MIM trains without scheduled sampling or reversed clips (what it
 forecasts is what it trains on, and a step costs one pass).
 
 Table, per model and test set: MSE (mean over voxels) and SSIM of the last frame; shell IoU
