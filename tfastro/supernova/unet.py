@@ -17,11 +17,11 @@ LOG_FLOOR = 1e-4
 
 
 def log_features(x):
-    """log10 of the normalised fields ``x`` (in [0, 1]), floored at LOG_FLOOR and mapped to
-    [0, 1]: 1 + log10(max(x, LOG_FLOOR)) / 4; float32, the shape of ``x``. The ambient gas
-    (a few per cent of the maximum) and the shell then differ by O(1), not by O(0.01)."""
-    floor = float(np.log10(LOG_FLOOR))
-    return 1.0 - ops.log(ops.maximum(ops.cast(x, "float32"), LOG_FLOOR)) / (floor * np.log(10.0))
+    """log10 of the normalised fields ``x`` (in [0, 1]) in units of 1 % of their maximum,
+    floored at LOG_FLOOR: log10(max(x, LOG_FLOOR) / 0.01), in [-2, 2]; float32, the shape of
+    ``x``. The ambient gas (a few per cent of the maximum) and the shell then differ by O(1),
+    not by O(0.01)."""
+    return ops.log(ops.maximum(ops.cast(x, "float32"), LOG_FLOOR) / 0.01) / np.log(10.0)
 
 
 def periodic_pad(x, width):
