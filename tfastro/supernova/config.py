@@ -104,7 +104,7 @@ class UNet3DConfig(RunSettings):
     img_depth: int = _as_in_mim("img_depth")
     img_channel: int = _as_in_mim("img_channel")
     filter_size: int = _as_in_mim("filter_size", 3)
-    lr: float = setting(0.001, "Learning rate of Adam.")
+    lr: float = setting(0.003, "Learning rate of Adam.")
     batch_size: int = _as_in_mim("batch_size")
     max_iterations: int = _as_in_mim("max_iterations", 5000)
     display_interval: int = _as_in_mim("display_interval", 100)
