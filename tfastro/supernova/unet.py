@@ -93,7 +93,8 @@ class UNet3D(keras.Model):
     The context frames are stacked on channels; an encoder of ConvBlock3D levels (each
     halving the grid by 2^3 average pooling) and a decoder (nearest upsampling, the skip of
     the same level concatenated, a ConvBlock3D) end in a 1^3 convolution giving the change of
-    each of the ``horizon`` output frames from the last context frame.
+    each of the ``horizon`` output frames from the last context frame. That convolution starts
+    at zero: the untrained model forecasts persistence.
 
     Args:
       input_length: context frames read (the last ones of a longer context).
@@ -109,9 +110,8 @@ class UNet3D(keras.Model):
     ``call(context)``: context (B, T, X, Y, Z, C), T >= input_length; returns (B, horizon, X,
     Y, Z, C) float32, also under a mixed precision policy. ``fit`` takes (context, target)
     pairs, target (B, horizon, X, Y, Z, C) (``tfastro.supernova.task.training_pairs`` cuts
-    them from clips);
-    ``compile`` without a loss uses the mean squared error. ``forecast(context, n_frames)``
-    has MIM3D.forecast's contract.
+    them from clips); ``compile`` without a loss uses the mean squared error.
+    ``forecast(context, n_frames)`` has MIM3D.forecast's contract.
     """
 
     def __init__(self, input_length=1, horizon=1, filters=(8, 16, 32), kernel_size=3,
