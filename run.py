@@ -2,6 +2,8 @@
 and the other science cases, chosen by --model_name (default mim):
 
     mim              3D-MIM forecasts of supernova shells (--dataset_name sn)
+    unet             3D U-Net forecasts of supernova shells, one shot or rolled out
+                     (--dataset_name sn)
     multifield       conditional GAN of CAMELS multifield maps (--dataset_name cmd)
     dm2gal           stellar mass from dark matter (--dataset_name tng)
     turbulence_cnn   cosmic-ray transport class of turbulent-gas images (--dataset_name
@@ -32,6 +34,7 @@ from tfastro.core.config import settings  # noqa: E402
 
 # --model_name -> (case package, its config dataclass)
 MODELS = {"mim": ("supernova", "MIM3DConfig"),
+          "unet": ("supernova", "UNet3DConfig"),
           "multifield": ("multifield", "MultifieldConfig"),
           "dm2gal": ("dm2gal", "DM2GalConfig"),
           "turbulence_cnn": ("turbulence", "TurbulenceCNNConfig"),

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tfastro"
 CASES = CASES_OF_LAYOUT = ("supernova", "multifield", "dm2gal", "turbulence", "prestellar")
 SHARED = ("fields", "core")
 ROLES = {"io", "synthetic", "pipeline", "layers", "model", "optimizers", "regressor", "hod",
-         "config", "task", "evaluation", "figures"}
+         "unet", "baselines", "config", "task", "evaluation", "figures"}
 #: Readers of a case's simulation outputs, beside io (supernova: Athena++ series, SPH particle
 #: snapshots).
 READERS = {"simulations", "particles"}

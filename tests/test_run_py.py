@@ -54,6 +54,8 @@ CASE_DEFAULTS = {
     "turbulence_unet": {"model_name": "turbulence_unet", "dataset_name": "turbulence",
                         "lr": 1e-2, "weight_decay": 1e-2, "batch_size": 32},
     "prestellar": {"model_name": "prestellar", "dataset_name": "prestellar"},
+    "unet": {"model_name": "unet", "dataset_name": "sn", "input_length": 10, "total_length": 20,
+             "img_width": 32, "batch_size": 8, "horizon": 0, "rollout": False},
 }
 # TensorFlow's own start-up lines on stderr (written whatever TF_CPP_MIN_LOG_LEVEL says)
 TF_STARTUP = re.compile(r"WARNING: All log messages before absl::InitializeLog|"
@@ -156,6 +158,7 @@ def test_shared_settings_have_one_help_text_and_the_machinerys_choices():
     ("turbulence_cnn", "--ssim_alpha=0.1"), ("turbulence_unet", "--flattened_power"),
     ("turbulence_unet", "--test_interval=10"), ("prestellar", "--display_interval=5"),
     ("dm2gal", "--allow_gpu_growth"), ("multifield", "--window=17"), ("mim", "--no_such_flag=1"),
+    ("unet", "--num_hidden=8,8"), ("mim", "--horizon=2"),
 ])
 def test_a_flag_the_model_does_not_read_is_refused(run_py, capsys, name, flag):
     line = refusal(run_py, capsys, name, flag)

@@ -1,4 +1,5 @@
-"""Settings of a 3D-MIM run: the original run.py's flags, names and defaults, plus tfastro's."""
+"""Settings of a supernova run: 3D-MIM's (the original run.py's flags, names and defaults,
+plus tfastro's) and the 3D U-Net's."""
 import dataclasses
 
 from tfastro.core.config import RunSettings, check_settings, need, need_positive, setting, shared
@@ -119,9 +120,111 @@ class MIM3DConfig(RunSettings):
             raise UserInputError(f"--num_hidden={text!r}: {err}") from None
 
 
+def _as_in_mim(name, default=dataclasses.MISSING):
+    """A field declared as MIM3DConfig's ``name`` (help text, allowed values), with its default
+    or ``default``."""
+    field = MIM3DConfig.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default if default is dataclasses.MISSING else default,
+                             metadata=field.metadata)
+
+
+@dataclasses.dataclass
+class UNet3DConfig(RunSettings):
+    """Settings of a 3D U-Net run (run.py --model_name unet): 3D-MIM's flags where they mean
+    the same, then the U-Net's own."""
+    model_name: str = shared("unet")
+    is_training: bool = _as_in_mim("is_training")
+    dataset_name: str = _as_in_mim("dataset_name", "sn")
+    train_data_paths: str = _as_in_mim("train_data_paths")
+    valid_data_paths: str = _as_in_mim("valid_data_paths")
+    save_dir: str = _as_in_mim("save_dir", "checkpoints/sn_unet")
+    gen_frm_dir: str = _as_in_mim("gen_frm_dir", "results/sn_unet")
+    input_length: int = _as_in_mim("input_length")
+    total_length: int = _as_in_mim("total_length")
+    img_width: int = _as_in_mim("img_width")
+    img_height: int = _as_in_mim("img_height")
+    img_depth: int = _as_in_mim("img_depth")
+    img_channel: int = _as_in_mim("img_channel")
+    filter_size: int = _as_in_mim("filter_size", 3)
+    lr: float = setting(0.003, "Learning rate of Adam.")
+    batch_size: int = _as_in_mim("batch_size")
+    max_iterations: int = _as_in_mim("max_iterations", 5000)
+    display_interval: int = _as_in_mim("display_interval", 100)
+    test_interval: int = _as_in_mim("test_interval")
+    snapshot_interval: int = _as_in_mim("snapshot_interval")
+    num_save_samples: int = _as_in_mim("num_save_samples")
+    allow_gpu_growth: bool = _as_in_mim("allow_gpu_growth")
+    horizon: int = setting(0, "Frames forecast in one shot after the last context frame (0: "
+                           "all total_length - input_length of them); the forecast continues "
+                           "from the last frames forecast.")
+    rollout: bool = setting(False, "Forecast the next frame only and roll it out frame by "
+                            "frame (horizon 1).")
+    filters: str = setting("16,32,64", "Channels per U-Net level, comma-separated (each "
+                           "further level halves the grid).")
+    padding: str = setting("periodic", "Convolution padding: periodic (the box wraps around) "
+                           "or zeros.", ("periodic", "zeros"))
+    log_input: bool = setting(True, "The U-Net reads log10 of the fields (floored at 1e-4 of "
+                              "the maximum); it still forecasts the fields themselves.")
+
+    @property
+    def grid(self):
+        """(X, Y, Z) voxels; img_height 0 means img_width."""
+        return (self.img_width, self.img_height or self.img_width, self.img_depth)
+
+    @property
+    def policy(self):
+        """Keras dtype policy of --mixed_precision."""
+        from tfastro.core.precision import policy_name
+        return policy_name(self.mixed_precision)
+
+    @property
+    def levels(self):
+        """filters as a tuple of ints (UserInputError naming --filters otherwise)."""
+        try:
+            levels = tuple(int(v) for v in self.filters.split(","))
+        except ValueError:
+            levels = ()
+        need(levels and min(levels) >= 1, f"--filters={self.filters!r}: expected positive "
+             "integers, comma-separated")
+        return levels
+
+    @property
+    def frames_per_call(self):
+        """Frames the U-Net forecasts in one call: 1 with --rollout, else --horizon (0: every
+        output frame of a clip)."""
+        if self.rollout:
+            return 1
+        return self.horizon or self.total_length - self.input_length
+
+
+def _validate_unet(cfg):
+    need(cfg.dataset_name == "sn", f"--dataset_name={cfg.dataset_name!r}: the U-Net reads "
+         "3D voxel clips, dataset 'sn' (.npz with clips, dims, input_raw_data)")
+    cfg.policy  # noqa: B018  (validate --mixed_precision)
+    need(cfg.input_length >= 1, f"--input_length={cfg.input_length}: must be at least 1")
+    need(cfg.input_length < cfg.total_length, f"--input_length={cfg.input_length} must be "
+         f"smaller than --total_length={cfg.total_length}")
+    need(not (cfg.rollout and cfg.horizon not in (0, 1)), f"--horizon={cfg.horizon} with "
+         "--rollout: a rollout forecasts one frame a step (leave --horizon at 0 or 1)")
+    need(0 <= cfg.horizon <= cfg.total_length - cfg.input_length, f"--horizon={cfg.horizon}: "
+         f"expected 0 .. total_length - input_length = {cfg.total_length - cfg.input_length}")
+    need_positive(cfg, "img_width", "img_depth", "img_channel", "filter_size", "batch_size",
+                  "display_interval", "test_interval", "snapshot_interval")
+    need(cfg.filter_size % 2 == 1, f"--filter_size={cfg.filter_size}: must be odd")
+    need(cfg.img_height >= 0, f"--img_height={cfg.img_height}: must be >= 0 (0: same as img_width)")
+    multiple = 2 ** (len(cfg.levels) - 1)
+    for flag, size in zip(("img_width", "img_height", "img_depth"), cfg.grid):
+        need(size % multiple == 0, f"--{flag}={size}: the U-Net's {len(cfg.levels)} levels "
+             f"(--filters={cfg.filters!r}) need a multiple of {multiple}")
+    need(cfg.lr > 0, f"--lr={cfg.lr}: must be > 0")
+    need(cfg.num_save_samples >= 0, f"--num_save_samples={cfg.num_save_samples}: must be >= 0")
+
+
 def validate_config(cfg):
     """Check the flags that need no file; raises UserInputError naming the flag."""
     check_settings(cfg)
+    if cfg.model_name == "unet":
+        return _validate_unet(cfg)
     need(cfg.dataset_name == "sn", f"--dataset_name={cfg.dataset_name!r}: tfastro's 3D-MIM "
          "reads 3D voxel clips, dataset 'sn' (.npz with clips, dims, input_raw_data)")
     cfg.hidden, cfg.policy  # noqa: B018  (validate --num_hidden, --mixed_precision)

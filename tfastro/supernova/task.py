@@ -12,7 +12,11 @@ frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
 ``num_save_samples`` clips, ``<k>/gt.npy`` (whole clip, (T, X, Y, Z, C)), ``<k>/pd.npy``
 (forecast of the output frames), with a data file that states its normalisation
 ``<k>/pd_density.npy`` (the forecast as physical density), ``<k>/gt<i>.png``,
-``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
+``<k>/pd<i>.png`` and ``<k>/forecast.gif``. ``metrics.json`` also holds the baselines' scores
+(``baselines``: persistence, Sedov-Taylor).
+
+``--model_name unet`` trains and scores the 3D U-Net the same way, into the same outputs
+(:func:`train_unet`, :func:`test_unet`).
 """
 import json
 import os
@@ -116,22 +120,34 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
     return path
 
 
+def trained_iterations(model):
+    """Training iterations of a 3D-MIM (its iteration counter) or a U-Net (optimizer steps)."""
+    counter = getattr(model, "iteration", None)
+    return int((model.optimizer.iterations if counter is None else counter).numpy())
+
+
 def forecast_and_score(model, data, cfg, out_dir, log=print):
-    """Forecast every validation clip from its context with the EMA weights; score and save."""
+    """Forecast every validation clip from its context (3D-MIM: with the EMA weights); score
+    it, and the baselines (persistence, Sedov-Taylor rescaling) beside it; save."""
+    from tfastro.supernova.baselines import BASELINES
     from tfastro.supernova.evaluation import ForecastScores, explosion_centre
     from tfastro.supernova.figures import save_cross_sections, save_forecast_gif
     from tfastro.supernova.pipeline import sn_dataset
 
     n_in, n_out = cfg.input_length, cfg.total_length - cfg.input_length
     scores = ForecastScores(n_out)
+    baselines = {b.name: (b, ForecastScores(n_out)) for b in BASELINES}
     saved = 0
     dataset = sn_dataset(data, cfg.total_length, cfg.batch_size, shuffle=False)
     for batch in dataset:
         clips = batch.numpy()
         pred = model.forecast(clips[:, :n_in], n_out)
         # the explosion centre of each clip, from its first frames after frame 0
-        scores.update(clips[:, n_in:], pred, clips[:, 0],
-                      centre=[explosion_centre(clip.sum(axis=-1)) for clip in clips])
+        centres = [explosion_centre(clip.sum(axis=-1)) for clip in clips]
+        scores.update(clips[:, n_in:], pred, clips[:, 0], centre=centres)
+        for baseline, baseline_scores in baselines.values():
+            baseline_scores.update(clips[:, n_in:], baseline.forecast(clips[:, :n_in], n_out),
+                                   clips[:, 0], centre=centres)
         for clip, forecast in zip(clips, pred):
             if saved >= cfg.num_save_samples:
                 break
@@ -148,10 +164,14 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
             save_forecast_gif(clip[n_in:], np.clip(forecast, 0, 1),
                               os.path.join(sample_dir, "forecast.gif"))
     result = scores.result()
-    result["iteration"] = int(model.iteration.numpy())
+    result["iteration"] = trained_iterations(model)
+    result["baselines"] = {name: s.result() for name, (_, s) in baselines.items()}
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=1)
     log(scores.format_table())
+    for name, (_, baseline_scores) in baselines.items():
+        log(f"baseline {name}: mean mse {baseline_scores.result()['mean']['mse']:.4g}, "
+            f"shell iou {baseline_scores.result()['mean']['shell_iou']:.4f}")
     log(f"forecasts and scores written to {out_dir}")
     return result
 
@@ -274,5 +294,114 @@ def test(cfg, log=print):
     return result
 
 
+# --- the 3D U-Net (run.py --model_name unet) ------------------------------------------------
+
+UNET_ARCHITECTURE = ("input_length", "horizon", "filters", "kernel_size", "padding", "log_input")
+
+
+def training_pairs(clips, input_length, horizon):
+    """Every (context, target) pair of a batch of clips, as tf.data maps it (TensorFlow).
+
+    clips: (B, T, X, Y, Z, C) with T >= input_length + horizon.
+    Returns (context (W B, input_length, X, Y, Z, C), target (W B, horizon, X, Y, Z, C)) for
+    the W = T - input_length - horizon + 1 starts of a context in a clip, start-major.
+    """
+    import tensorflow as tf
+    windows = clips.shape[1] - input_length - horizon + 1
+    if windows < 1:
+        raise UserInputError(f"clips of {clips.shape[1]} frames hold no context of "
+                             f"{input_length} frames followed by {horizon}")
+    stack = tf.concat([clips[:, s:s + input_length + horizon] for s in range(windows)], axis=0)
+    return stack[:, :input_length], stack[:, input_length:]
+
+
+def build_unet(cfg):
+    """A compiled, built UNet3D (and built Adam) for ``cfg``."""
+    import keras
+
+    from tfastro.supernova.unet import UNet3D
+    model = UNet3D(input_length=cfg.input_length, horizon=cfg.frames_per_call,
+                   filters=cfg.levels, kernel_size=cfg.filter_size, padding=cfg.padding,
+                   log_input=cfg.log_input, dtype=None if cfg.policy == "float32" else cfg.policy)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), jit_compile=cfg.jit_compile)
+    model.build((None, cfg.input_length) + cfg.grid + (cfg.img_channel,))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def restore_unet(model, path, channels, flag="--pretrained_model"):
+    """Load weights and optimizer state of checkpoint ``path`` into the U-Net ``model`` after
+    checking it was written for the same architecture and ``channels``."""
+    from tfastro.core.checkpoints import read_checkpoint_config
+    stored, shape = read_checkpoint_config(path, flag)
+    mine = model.get_config()
+    differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
+              for k in UNET_ARCHITECTURE if stored.get(k) != mine[k]]
+    if shape is not None and shape[-1] != channels:
+        differ.append(f"channels: checkpoint {shape[-1]}, flags {channels}")
+    if differ:
+        raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
+                             + "; ".join(differ) + ")")
+    model.load_weights(path)
+    return path
+
+
+def train_unet(cfg, log=print):
+    """Train the U-Net (resuming from save_dir), snapshot and forecast at the intervals; each
+    iteration fits every context-target pair of a batch of clips."""
+    from tfastro.core.checkpoints import worker_strategy
+    from tfastro.core.distribute import allow_gpu_memory_growth, global_batch, shard_by_data
+    from tfastro.core.loops import train_iterations
+    from tfastro.supernova.pipeline import sn_dataset
+
+    validate_config(cfg)
+    if cfg.allow_gpu_growth:
+        allow_gpu_memory_growth()
+    strategy, cfg = worker_strategy(cfg)
+    batch = global_batch(cfg.batch_size, strategy)
+    train_data = load_clips(cfg, "train_data_paths")
+    valid_data = load_clips(cfg, "valid_data_paths")
+    if train_data.num_clips < batch:
+        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
+                             f"replica(s): the training data {cfg.train_data_paths!r} holds only "
+                             f"{train_data.num_clips} clips")
+
+    def dataset(start):
+        clips = sn_dataset(train_data, cfg.total_length, batch, shuffle=True, seed=cfg.seed,
+                           repeat=True, drop_remainder=True, start_batch=start)
+        return shard_by_data(clips.map(lambda c: training_pairs(c, cfg.input_length,
+                                                                cfg.frames_per_call)))
+
+    return train_iterations(
+        cfg, strategy, lambda: build_unet(cfg),
+        lambda model, path, flag: restore_unet(model, path, cfg.img_channel, flag),
+        dataset, lambda model, start: (f"iteration {start}, U-Net {cfg.levels}, "
+                                       f"{cfg.frames_per_call} frame(s) a call, precision "
+                                       f"{cfg.policy}, {strategy.num_replicas_in_sync} "
+                                       f"replica(s)"),
+        display=lambda logs, steps: f"\ntraining loss: {float(logs['loss'])}",
+        test=lambda model, out_dir: forecast_and_score(model, valid_data, cfg, out_dir, log),
+        log=log)
+
+
+def test_unet(cfg, log=print):
+    """Forecast and score the validation data with a U-Net checkpoint (--pretrained_model or
+    the newest in save_dir); returns the scores."""
+    from tfastro.core.checkpoints import evaluation_checkpoint, results_dir
+    from tfastro.core.distribute import use_gpus
+
+    validate_config(cfg)
+    use_gpus(cfg.n_gpu)
+    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    valid_data = load_clips(cfg, "valid_data_paths")
+    model = build_unet(cfg)
+    restore_unet(model, path, cfg.img_channel)
+    log(f"forecasting with {path} (iteration {trained_iterations(model)})")
+    return forecast_and_score(model, valid_data, cfg,
+                              results_dir(cfg.gen_frm_dir, trained_iterations(model)), log)
+
+
 def run(cfg, log=print):
+    if cfg.model_name == "unet":
+        return train_unet(cfg, log) if cfg.is_training else test_unet(cfg, log)
     return train(cfg, log) if cfg.is_training else test(cfg, log)
