@@ -25,6 +25,7 @@ class Config:
     fresh_start: bool = False
     pretrained_model: str = ""
     seed: int = 0
+    lr: float = 0.05
 
 
 def _config(root, **overrides):

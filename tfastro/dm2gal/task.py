@@ -334,11 +334,11 @@ def test(cfg, log=print):
     from tfastro.core.distribute import use_gpus
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)
     model = build_model(cfg, fields["stats"])
-    restore(model, path)
+    restore(model, path, flag)
     log(f"evaluating {path}")
     return evaluate(model, fields, centres, cfg,
                     results_dir(cfg.gen_frm_dir, int(model.optimizer.iterations.numpy())), log)

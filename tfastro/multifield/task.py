@@ -279,11 +279,11 @@ def test(cfg, log=print):
 
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     cmd, split = open_maps(cfg)
     configure_tensorflow(cfg)
     gan = build_gan(cfg, len(cmd.fields))
-    restore(gan, path)
+    restore(gan, path, flag)
     log(f"generating with {path} (iteration {int(gan.iteration.numpy())})")
     out_dir = results_dir(cfg.gen_frm_dir, int(gan.iteration.numpy()))
     generate_at(gan, cfg, cmd.fields, out_dir, log)

@@ -205,11 +205,11 @@ def test(cfg, log=print):
 
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
     configure_tensorflow(cfg)
     model = build_model(cfg)
-    restore(model, path, cfg.grid + (cfg.img_channel,))
+    restore(model, path, cfg.grid + (cfg.img_channel,), flag)
     log(f"forecasting with {path} (iteration {int(model.iteration.numpy())})")
     return forecast_and_score(model, valid_data, cfg,
                               results_dir(cfg.gen_frm_dir, int(model.iteration.numpy())), log)
