@@ -16,17 +16,13 @@ def partial_path(path):
 
 def write_atomically(path, write):
     """Call ``write(temporary_path)``, then make that file ``path`` in one rename (after
-    flushing it to disk): a kill leaves either the old ``path`` or the new one."""
+    flushing it to disk): a kill leaves either the old ``path`` or the new one (and perhaps
+    the temporary file, which :func:`tfastro.core.checkpoints.save_dir_lock` clears)."""
     partial = partial_path(path)
-    try:
-        write(partial)
-        with open(partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+    write(partial)
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, path)
     _sync_folder(os.path.dirname(path) or ".")
     return path
 
