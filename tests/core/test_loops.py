@@ -179,6 +179,30 @@ def test_last_iteration_is_saved_and_a_changed_lr_applied_on_resume(tmp_path):
     np.testing.assert_allclose(float(model.optimizer.learning_rate.numpy()), 0.01)
 
 
+@pytest.mark.parametrize("number", [2, pytest.param(1, marks=pytest.mark.slow),
+                                    pytest.param(3, marks=pytest.mark.slow)])
+def test_iteration_run_killed_at_a_write_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch,
+                                                                          number):
+    """Checkpoints at iterations 2, 4 and 5 (the last); a run killed at write ``number``, then
+    rerun, equals the uninterrupted run."""
+    options = dict(max_iterations=5, snapshot_interval=2, keep_checkpoints=5, test_interval=9)
+    reference = Recorder().run(_config(tmp_path / "whole", **options))
+    cfg = _config(tmp_path / "killed", **options)
+    with monkeypatch.context() as patch:
+        writes = kill_at_write(patch, number)
+        with pytest.raises(Killed):
+            Recorder().run(cfg)
+    assert [os.path.basename(path) for path in writes] == \
+        ["ckpt-2.keras", "ckpt-4.keras", "ckpt-5.keras"][:number]
+    resumed = Recorder()
+    model = resumed.run(cfg)
+    assert f"removed ckpt-{[2, 4, 5][number - 1]}.partial.keras, left in {cfg.save_dir} by an " \
+           "interrupted write" in resumed.lines
+    for a, b in zip(_state(reference), _state(model)):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert sorted(os.listdir(cfg.save_dir)) == ["ckpt-2.keras", "ckpt-4.keras", "ckpt-5.keras"]
+
+
 def _diverging_dataset(start, bad=3):
     """The training stream with an infinite input in batch ``bad`` (iteration bad + 1)."""
     return tf.data.Dataset.counter(start).map(
