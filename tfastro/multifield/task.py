@@ -19,11 +19,11 @@ parameters) and PNG figures. With ``is_training=False`` maps are also generated 
 
 Simulations are split 80/10/10 into training, validation and test sets by ``seed``.
 """
-import json
 import os
 
 import numpy as np
 
+from tfastro.core.atomic import write_json
 from tfastro.core.errors import UserInputError
 from tfastro.multifield.config import validate_config
 
@@ -170,8 +170,7 @@ def evaluate(gan, cmd, test_indices, cfg, out_dir, regressor=None, log=print):
     np.save(os.path.join(out_dir, "generated.npy"),
             denormalise_maps(generated, fields).astype("float32"))
     np.save(os.path.join(out_dir, "theta.npy"), theta)
-    with open(os.path.join(out_dir, "evaluation.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(os.path.join(out_dir, "evaluation.json"), report)
     stats = report["statistics"]
     viz.real_vs_generated_grid(real[:4], generated[:4], fields, os.path.join(out_dir, "samples.png"))
     viz.plot_spectra(stats["spectra"], os.path.join(out_dir, "power_spectra.png"))
@@ -264,8 +263,7 @@ def generate_at(gan, cfg, fields, out_dir, log=print):
                         "params": dict(zip(cfg.param_names, map(float, theta))),
                         "maps": cfg.num_generated_maps, "fields": list(fields)})
     if written:
-        with open(os.path.join(out_dir, "generated_at.json"), "w") as f:
-            json.dump(written, f, indent=1)
+        write_json(os.path.join(out_dir, "generated_at.json"), written)
         log(f"{len(written)} x {cfg.num_generated_maps} maps generated at --generate_params")
     return written
 

@@ -12,11 +12,11 @@ frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
 ``num_save_samples`` clips, ``<k>/gt.npy`` (whole clip, (T, X, Y, Z, C)), ``<k>/pd.npy``
 (forecast of the output frames), ``<k>/gt<i>.png``, ``<k>/pd<i>.png`` and ``<k>/forecast.gif``.
 """
-import json
 import os
 
 import numpy as np
 
+from tfastro.core.atomic import write_json
 from tfastro.core.errors import UserInputError
 from tfastro.supernova.config import validate_config
 
@@ -132,8 +132,7 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
                               os.path.join(sample_dir, "forecast.gif"))
     result = scores.result()
     result["iteration"] = int(model.iteration.numpy())
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(os.path.join(out_dir, "metrics.json"), result)
     log(scores.format_table())
     log(f"forecasts and scores written to {out_dir}")
     return result
