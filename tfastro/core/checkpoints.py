@@ -194,6 +194,9 @@ class RunCheckpoints:
             existing = []
         if existing:
             self.start = existing[-1], f"--save_dir={save_dir}"
+            if pretrained:
+                log(f"--pretrained_model={pretrained_model!r} is not used: the run resumes from "
+                    f"{existing[-1]} (--fresh_start starts from --pretrained_model instead)")
         else:
             self.start = (pretrained, "--pretrained_model") if pretrained else (None, None)
 
