@@ -129,8 +129,12 @@ def test_fresh_start_replaces_checkpoints_only_when_it_writes_and_spares_the_pre
     run.save(model, 5)
     assert _names(save_dir) == ["ckpt-2.keras", "ckpt-4.keras", "ckpt-5.keras"]
     assert any("--fresh_start: removed 2 checkpoint(s)" in line for line in lines)
-    resumed = RunCheckpoints(save_dir, 2, pretrained_model=pretrained)
-    assert resumed.start == (os.path.join(save_dir, "ckpt-5.keras"), f"--save_dir={save_dir}")
+    lines = []
+    resumed = RunCheckpoints(save_dir, 2, pretrained_model=pretrained, log=lines.append)
+    newest = os.path.join(save_dir, "ckpt-5.keras")
+    assert resumed.start == (newest, f"--save_dir={save_dir}")
+    assert lines == [f"--pretrained_model={pretrained!r} is not used: the run resumes from "
+                     f"{newest} (--fresh_start starts from --pretrained_model instead)"]
     assert [itr for itr, _ in list_checkpoints(save_dir)] == [2, 4, 5]
 
 
