@@ -142,14 +142,11 @@ def results_dir(gen_frm_dir, iteration):
     return path
 
 
-def save_checkpoint(model, save_dir, iteration, keep=5, state=None):
-    """Write ``ckpt-<iteration>.keras`` (with the run ``state``, module docstring) atomically,
-    then keep only the ``keep`` newest (all if ``keep`` < 1)."""
+def save_checkpoint(model, save_dir, iteration, state=None):
+    """Write ``ckpt-<iteration>.keras`` (with the run ``state``, module docstring) atomically;
+    returns its path."""
     os.makedirs(save_dir, exist_ok=True)
-    path = save_model(model, checkpoint_path(save_dir, iteration), state)
-    for _, old in list_checkpoints(save_dir)[:-keep] if keep > 0 else []:
-        os.remove(old)
-    return path
+    return save_model(model, checkpoint_path(save_dir, iteration), state)
 
 
 def save_model(model, path, state=None):
@@ -203,7 +200,7 @@ class RunCheckpoints:
     def save(self, model, iteration, state=None):
         """Write ``ckpt-<iteration>.keras`` (with ``state``), remove the checkpoints it
         replaces, keep the ``keep`` newest (and the spared); returns its path."""
-        path = save_checkpoint(model, self.save_dir, iteration, keep=0, state=state)
+        path = save_checkpoint(model, self.save_dir, iteration, state)
         for old in self.replaced:
             if old != path and os.path.exists(old):
                 os.remove(old)
