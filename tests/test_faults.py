@@ -127,6 +127,19 @@ def _train(case, run):
     return lambda cfg, log=lambda *a: None: _model_of(run(cfg, log=log))
 
 
+def test_diverging_run_stops_in_one_line_and_reports_nothing(tmp_path):
+    """ColumnNet at --lr=1e6: the loss overflows in the first epoch; no checkpoint and no
+    evaluation are written."""
+    from tfastro.core.loops import TrainingDiverged
+    run, config = _prestellar(tmp_path)
+    cfg = dataclasses.replace(config(tmp_path), lr=1e6)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at epoch 1, iteration \d+: "
+                                               r"loss (inf|nan); stopped before writing a "
+                                               r"checkpoint, no checkpoint was written"):
+        run(cfg, log=lambda *a: None)
+    assert not os.path.exists(cfg.save_dir) and not os.path.exists(cfg.gen_frm_dir)
+
+
 @pytest.mark.slow
 def test_dm2gal_killed_run_loses_nothing(tmp_path, monkeypatch):
     """dm2gal draws the windows of a resumed run from a new stream, so its reference is the

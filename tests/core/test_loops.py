@@ -218,8 +218,8 @@ def test_divergence_stops_without_a_checkpoint_and_keeps_the_good_ones(tmp_path)
                          lambda model, start: "", lambda logs, steps: "", log=recorder.lines.append)
     last = os.path.join(cfg.save_dir, "ckpt-3.keras")
     assert str(caught.value) == (
-        f"training diverged at iteration 4: loss {np.nan}; stopped without writing a checkpoint, "
-        f"the last checkpoint {last} is kept (lower --lr or check the data)")
+        f"training diverged at iteration 4: loss {np.nan}; stopped before writing a checkpoint, "
+        f"the last checkpoint, {last}, is kept (lower --lr or check the data)")
     assert sorted(os.listdir(cfg.save_dir)) == ["ckpt-2.keras", "ckpt-3.keras"]  # lock released
     keras.utils.set_random_seed(0)
     model = _build()
@@ -361,7 +361,7 @@ def test_epoch_divergence_stops_and_keeps_the_last_checkpoint(tmp_path):
         return _epoch_data(seed).map(lambda x, y: (x, y * np.inf if bad else y))
 
     with pytest.raises(TrainingDiverged, match=r"^training diverged at epoch 3, iteration 7: "
-                                               r"loss (inf|nan).* the last checkpoint .*"
-                                               r"ckpt-6\.keras is kept"):
+                                               r"loss (inf|nan).* the last checkpoint, .*"
+                                               r"ckpt-6\.keras, is kept"):
         _train_epochs(cfg, data=data)
     assert sorted(os.listdir(cfg.save_dir)) == ["ckpt-3.keras", "ckpt-6.keras"]

@@ -77,10 +77,9 @@ def _check_finite_weights(model, where, checkpoints):
 
 def _diverged(what, where, checkpoints):
     last = checkpoints.latest()
-    raise TrainingDiverged(
-        f"training diverged at {where}: {what}; stopped without writing a checkpoint, "
-        f"{'the last checkpoint ' + last + ' is kept' if last else 'no checkpoint was written'} "
-        "(lower --lr or check the data)")
+    kept = f"the last checkpoint, {last}, is kept" if last else "no checkpoint was written"
+    raise TrainingDiverged(f"training diverged at {where}: {what}; stopped before writing a "
+                           f"checkpoint, {kept} (lower --lr or check the data)")
 
 
 def _optimizers(model):
