@@ -22,11 +22,10 @@ callables: build its model, restore-check a checkpoint, its data from a given it
 
 Epoch loop (:func:`train_epochs`: turbulence, prestellar), early stopping that survives
 interruption. Epoch ``e`` draws its shuffling and augmentation from the seed
-:func:`epoch_seed` (``seed``, ``e``) and its dropout masks from generators reseeded with it,
-so a resumed run repeats the uninterrupted one. After every epoch a checkpoint is written
-(complete model, optimizer state, step count) holding the early-stopping state (iteration,
-epochs done, best validation loss, its epoch, epochs waited, finished, the best epoch's
-weights). Training ends on the best epoch's weights, written to ``<save_dir>/best.keras``.
+:func:`epoch_seed` (``seed``, ``e``), so a resumed run repeats the uninterrupted one. After
+every epoch a checkpoint is written (complete model, optimizer state, step count) holding the
+early-stopping state (iteration, epochs done, best validation loss, its epoch, epochs waited,
+finished, the best epoch's weights) and the states of the dropout generators. Training ends on the best epoch's weights, written to ``<save_dir>/best.keras``.
 """
 import os
 import time
@@ -253,11 +252,10 @@ def evaluation_model(cfg, expected, what, log, signature=shapes):
     return model
 
 
-def _reseed_dropout(model, seed):
-    """Restart every random-number generator of ``model``'s layers (dropout) from ``seed``."""
-    states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
-    for k, state in enumerate(states):
-        state.assign(np.array([(seed + k) % 2 ** 31, 0], dtype=state.dtype))
+def _generator_states(model):
+    """The states of the random-number generators of ``model``'s layers (dropout masks),
+    which Keras does not save."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 def train_epochs(cfg, strategy, build, what, train, validation, log, signature=shapes):
@@ -316,13 +314,14 @@ def _fit_epochs(model, train, validation, state, checkpoints, cfg, log):
         def on_train_batch_end(self, batch, logs=None):
             _check_finite(logs, f"epoch {epoch + 1}, iteration {iteration(model)}", checkpoints)
 
+    for variable, value in zip(_generator_states(model), state.get("generators", [])):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
     for epoch in range(state["epoch"], cfg.epochs):
         if state["wait"] >= cfg.patience:
             break
-        seed = epoch_seed(cfg.seed, epoch)
-        _reseed_dropout(model, seed)
-        history = model.fit(train(seed), validation_data=validation, initial_epoch=epoch,
-                            epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[Guard()])
+        history = model.fit(train(epoch_seed(cfg.seed, epoch)), validation_data=validation,
+                            initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0,
+                            callbacks=[Guard()])
         losses = {k: history.history[k][-1] for k in ("loss", "val_loss")}
         where = f"epoch {epoch + 1}, iteration {iteration(model)}"
         _check_finite(losses, where, checkpoints)
@@ -333,6 +332,7 @@ def _fit_epochs(model, train, validation, state, checkpoints, cfg, log):
         else:
             state["wait"] += 1
         state.update(iteration=iteration(model), epoch=epoch + 1, lr=cfg.lr,
+                     generators=[v.numpy().tolist() for v in _generator_states(model)],
                      finished=state["wait"] >= cfg.patience or epoch + 1 >= cfg.epochs)
         log(f"{_timestamp()} epoch {epoch + 1}  itr: {iteration(model)}  loss "
             f"{losses['loss']:.5f}  validation loss {losses['val_loss']:.5f}")
