@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from tfastro.core.checkpoints import latest_checkpoint, read_run_state
 from tfastro.core.errors import UserInputError
 from tfastro.turbulence.config import TurbulenceCNNConfig, TurbulenceUNetConfig
 from tfastro.turbulence.synthetic import write_synthetic_turbulence
@@ -80,19 +81,23 @@ def test_flattened_power_leaves_only_the_phase_class(tmp_path, turbulence_dir):
     assert f1[:3].mean() < 0.45, f1
 
 
+def _early_stopping_state(cfg):
+    """The early-stopping state held by the newest checkpoint of ``cfg.save_dir``."""
+    path = latest_checkpoint(cfg.save_dir)
+    return read_run_state(path, path)
+
+
 def test_resuming_continues_the_epochs_and_never_overwrites(tmp_path, turbulence_dir):
     cfg = small_config(tmp_path, turbulence_dir, epochs=1, saliency_images=2, blur_sigmas="0,4")
     run(cfg, log=lambda *a: None)
-    with open(os.path.join(cfg.save_dir, "early_stopping.json")) as f:
-        state = json.load(f)
+    state = _early_stopping_state(cfg)
     assert state["epoch"] == 1 and state["finished"]
     first_iteration = state["iteration"]
     lines = []
     run(dataclasses.replace(cfg, epochs=2), log=lines.append)
     assert any(line.startswith("resuming from") for line in lines)
     assert any(" epoch 2 " in line for line in lines) and not any(" epoch 1 " in l for l in lines)
-    with open(os.path.join(cfg.save_dir, "early_stopping.json")) as f:
-        assert json.load(f)["iteration"] == 2 * first_iteration
+    assert _early_stopping_state(cfg)["iteration"] == 2 * first_iteration
     lines = []
     run(dataclasses.replace(cfg, epochs=2), log=lines.append)  # finished: evaluates again
     assert any("already finished" in line for line in lines)

@@ -1,8 +1,10 @@
 """The run machinery every case shares; it imports no case.
 
 * ``config`` — config dataclasses as the one declaration of a case's settings (run.py's flags).
-* ``checkpoints`` — numbered ``.keras`` checkpoints: resume, pretrained model, rotation.
-* ``loops`` — the iteration loop and the epoch loop of training.
+* ``checkpoints`` — numbered ``.keras`` checkpoints: resume, pretrained model, rotation,
+  fresh starts, the lock of a save_dir.
+* ``loops`` — the iteration loop and the epoch loop of training, the divergence guard.
+* ``atomic`` — file writes a kill cannot leave half done.
 * ``distribute`` — tf.distribute strategies, per-replica batches, worker folders (TensorFlow).
 * ``precision`` — mixed-precision policies and loss scaling.
 * ``host_memory`` — returning freed tensors' memory to the system.

@@ -1,18 +1,34 @@
-"""Checkpoints of a training run (``<save_dir>/ckpt-<iteration>.keras``) and its result folders.
+"""Checkpoints of a training run (``<save_dir>/ckpt-<iteration>.keras``), the lock of their
+folder, and result folders.
 
 Each file is a complete Keras archive: model weights, optimizer state (moments, the weight
 moving averages, its step count), the model's iteration counter and sampling eta, and the
-model configuration used to refuse a checkpoint of another configuration.
+model configuration used to refuse a checkpoint of another configuration. The archive also
+holds ``tfastro.json``, the run's state at that point (the ``--lr`` it was trained with; for
+epoch-based training the early-stopping state, the best epoch's weights in
+``best_weights.npz``), written in the same atomic write as the model.
+
+A training run holds ``<save_dir>/tfastro.lock`` (its pid and host) while it writes there
+(:func:`save_dir_lock`); :class:`RunCheckpoints` decides what it starts from and writes,
+rotates and (``--fresh_start``) replaces the checkpoints.
 """
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
+import socket
 import zipfile
 
+import numpy as np
+
+from tfastro.core.atomic import PARTIAL, write_atomically
 from tfastro.core.errors import UserInputError
 
 _NAME = re.compile(r"^ckpt-(\d+)\.keras$")
+LOCK_FILE = "tfastro.lock"
+STATE_ENTRY, BEST_WEIGHTS_ENTRY = "tfastro.json", "best_weights.npz"
 
 
 def checkpoint_path(save_dir, iteration):
@@ -45,45 +61,64 @@ def resolve_checkpoint(path, flag="--pretrained_model"):
     return path
 
 
-def read_checkpoint_config(path, flag="--pretrained_model"):
-    """(model config dict, build input shape) stored in checkpoint ``path``."""
+def _archive_entry(path, name, flag):
+    """The bytes of ``name`` in the Keras archive ``path`` (None if absent)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            stored = json.loads(archive.read("config.json"))
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as err:
+            return archive.read(name) if name in archive.namelist() else None
+    except (OSError, zipfile.BadZipFile) as err:
         raise UserInputError(f"{flag}: {path!r} is not a Keras checkpoint ({err})") from None
+
+
+def read_checkpoint_config(path, flag="--pretrained_model"):
+    """(model config dict, build input shape) stored in checkpoint ``path``."""
+    stored = _model_entry(path, flag)
     return stored.get("config", {}), (stored.get("build_config") or {}).get("input_shape")
 
 
-def starting_checkpoint(save_dir, fresh_start=False, pretrained_model="", log=print):
-    """(path, flag) of the checkpoint a training run starts from, or (None, None).
+def _model_entry(path, flag):
+    raw = _archive_entry(path, "config.json", flag)
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"{flag}: {path!r} is not a Keras checkpoint (config.json: "
+                             f"{'missing' if raw is None else err})") from None
 
-    The newest checkpoint in ``save_dir`` (the run resumes), else ``pretrained_model`` (a file
-    or a directory's newest). ``fresh_start`` first deletes save_dir's checkpoints (and
-    nothing else there).
-    """
-    pretrained = resolve_checkpoint(pretrained_model) if pretrained_model else None
-    existing = list_checkpoints(save_dir)
-    if existing and fresh_start:
-        for _, path in existing:
-            os.remove(path)
-        log(f"--fresh_start: removed {len(existing)} checkpoint(s) from {save_dir}")
-        existing = []
-    if existing:
-        return existing[-1][1], f"--save_dir={save_dir}"
-    if pretrained:
-        return pretrained, "--pretrained_model"
-    return None, None
+
+def check_model_class(path, flag, expected, what):
+    """UserInputError naming ``flag``, ``path`` and the model it holds when checkpoint ``path``
+    holds another kind of model than ``expected`` (``what``: the flags choosing it)."""
+    stored = _model_entry(path, flag)
+    theirs, ours = stored.get("class_name"), type(expected).__name__
+    if theirs != ours:
+        name = (stored.get("config") or {}).get("name")
+        raise UserInputError(f"{flag}: {path!r} holds a {theirs} model ({name!r}), not the "
+                             f"{ours} model ({expected.name!r}) that {what} ask for")
+
+
+def read_run_state(path, flag):
+    """The run state stored in checkpoint ``path`` (module docstring), with ``best_weights``
+    (a list of arrays) when it has them; None for a checkpoint without one."""
+    raw = _archive_entry(path, STATE_ENTRY, flag)
+    if raw is None:
+        return None
+    state = json.loads(raw)
+    best = _archive_entry(path, BEST_WEIGHTS_ENTRY, flag)
+    if best is not None:
+        with np.load(io.BytesIO(best)) as arrays:
+            state["best_weights"] = [arrays[f"w{i}"] for i in range(len(arrays.files))]
+    return state
 
 
 def evaluation_checkpoint(save_dir, pretrained_model=""):
-    """The checkpoint an ``is_training=False`` run uses: ``pretrained_model`` (a file or a
-    directory's newest), else the newest in ``save_dir``; UserInputError naming the flag."""
+    """(path, flag) of the checkpoint an ``is_training=False`` run uses: ``pretrained_model``
+    (a file or a directory's newest), else the newest in ``save_dir``; UserInputError naming
+    the flag."""
     if not pretrained_model and not os.path.isdir(save_dir):
         raise UserInputError("--is_training=False needs --pretrained_model or a --save_dir "
                              f"with checkpoints; {save_dir!r} does not exist")
-    return resolve_checkpoint(pretrained_model or save_dir,
-                              "--pretrained_model" if pretrained_model else "--save_dir")
+    flag = "--pretrained_model" if pretrained_model else f"--save_dir={save_dir}"
+    return resolve_checkpoint(pretrained_model or save_dir, flag), flag
 
 
 def worker_strategy(cfg):
@@ -113,13 +148,147 @@ def results_dir(gen_frm_dir, iteration):
     return path
 
 
-def save_checkpoint(model, save_dir, iteration, keep=5):
-    """Write ``ckpt-<iteration>.keras`` atomically, then keep only the ``keep`` newest."""
+def save_checkpoint(model, save_dir, iteration, state=None):
+    """Write ``ckpt-<iteration>.keras`` (with the run ``state``, module docstring) atomically;
+    returns its path."""
     os.makedirs(save_dir, exist_ok=True)
-    path = checkpoint_path(save_dir, iteration)
-    partial = path[: -len(".keras")] + ".partial.keras"
-    model.save(partial)
-    os.replace(partial, path)
-    for _, old in list_checkpoints(save_dir)[:-keep] if keep > 0 else []:
-        os.remove(old)
-    return path
+    return save_model(model, checkpoint_path(save_dir, iteration), state)
+
+
+def save_model(model, path, state=None):
+    """Write ``model`` (and the run ``state``, module docstring) to ``path`` atomically."""
+    return write_atomically(path, lambda partial: _save_model(model, partial, state))
+
+
+def _save_model(model, path, state):
+    model.save(path)
+    if state is None:
+        return
+    state = dict(state)
+    best = state.pop("best_weights", None)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(STATE_ENTRY, json.dumps(state, indent=1))
+        if best is not None:
+            arrays = io.BytesIO()
+            np.savez(arrays, **{f"w{i}": np.asarray(w) for i, w in enumerate(best)})
+            archive.writestr(BEST_WEIGHTS_ENTRY, arrays.getvalue())
+
+
+class RunCheckpoints:
+    """The checkpoints one training run reads and writes in ``save_dir``.
+
+    ``start`` is (path, flag) of the checkpoint the run starts from, or (None, None): the
+    newest in ``save_dir`` (the run resumes), else ``pretrained_model`` (a file or a
+    directory's newest). With ``fresh_start`` the run starts from ``pretrained_model`` or
+    afresh, and save_dir's checkpoints are removed only once it has written its first one
+    (never the ``pretrained_model`` one, which rotation spares as well).
+    """
+
+    def __init__(self, save_dir, keep, fresh_start=False, pretrained_model="", log=print):
+        self.save_dir, self.keep, self.log = save_dir, keep, log
+        pretrained = resolve_checkpoint(pretrained_model) if pretrained_model else None
+        self.spared = {os.path.realpath(pretrained)} if pretrained else set()
+        existing = [path for _, path in list_checkpoints(save_dir)]
+        self.replaced = []
+        if existing and fresh_start:
+            self.replaced = [p for p in existing if os.path.realpath(p) not in self.spared]
+            log(f"--fresh_start: the {len(self.replaced)} checkpoint(s) in {save_dir} are "
+                "removed when this run writes its first")
+            existing = []
+        if existing:
+            self.start = existing[-1], f"--save_dir={save_dir}"
+            if pretrained:
+                log(f"--pretrained_model={pretrained_model!r} is not used: the run resumes from "
+                    f"{existing[-1]} (--fresh_start starts from --pretrained_model instead)")
+        else:
+            self.start = (pretrained, "--pretrained_model") if pretrained else (None, None)
+
+    def save(self, model, iteration, state=None):
+        """Write ``ckpt-<iteration>.keras`` (with ``state``), remove the checkpoints it
+        replaces, keep the ``keep`` newest (and the spared); returns its path."""
+        path = save_checkpoint(model, self.save_dir, iteration, state)
+        for old in self.replaced:
+            if old != path and os.path.exists(old):
+                os.remove(old)
+        if self.replaced:
+            self.log(f"--fresh_start: removed {len(self.replaced)} checkpoint(s) of the "
+                     f"previous run from {self.save_dir}")
+            self.replaced = []
+        rotated = [p for _, p in list_checkpoints(self.save_dir)
+                   if os.path.realpath(p) not in self.spared]
+        for old in rotated[:-self.keep] if self.keep > 0 else []:
+            os.remove(old)
+        return path
+
+    def latest(self):
+        return latest_checkpoint(self.save_dir)
+
+
+@contextlib.contextmanager
+def save_dir_lock(save_dir, log=print):
+    """Hold ``<save_dir>/tfastro.lock`` (created with O_EXCL, holding this process's pid and
+    host) while the body runs; a folder locked by a live process is refused (UserInputError),
+    the lock of a dead process on this host taken over with a warning. Leftover temporary
+    files of interrupted writes are removed once the lock is held. A save_dir the body
+    leaves empty is removed again if the lock created it."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise UserInputError(f"--save_dir={save_dir!r}: is a file, expected a folder")
+    created = not os.path.exists(save_dir)
+    os.makedirs(save_dir, exist_ok=True)
+    path = os.path.join(save_dir, LOCK_FILE)
+    mine = {"pid": os.getpid(), "host": socket.gethostname()}
+    _take_lock(path, mine, save_dir, log)
+    try:
+        for name in sorted(os.listdir(save_dir)):
+            if PARTIAL.search(name):
+                os.remove(os.path.join(save_dir, name))
+                log(f"removed {name}, left in {save_dir} by an interrupted write")
+        yield
+    finally:
+        if _lock_holder(path) == mine:
+            os.remove(path)
+        if created and not os.listdir(save_dir):
+            os.rmdir(save_dir)
+
+
+def _take_lock(path, mine, save_dir, log):
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is None or holder.get("host") != mine["host"] or _alive(holder["pid"]):
+                held = (f"by pid {holder.get('pid')} on host {holder.get('host')}" if holder
+                        else "(unreadable lock file)")
+                raise UserInputError(
+                    f"--save_dir={save_dir!r}: in use {held}; two runs must not write one "
+                    f"save_dir (if that run is over, remove {path})") from None
+            log(f"warning: taking over {path} of pid {holder['pid']}, which is no longer "
+                "running")
+            os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+        return
+    raise UserInputError(f"--save_dir={save_dir!r}: another run took its lock {path} first")
+
+
+def _lock_holder(path):
+    """{"pid", "host"} of lock file ``path``, or None if it cannot be read."""
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -24,7 +24,9 @@ SHARED = {
                     "per iteration.", None),
     "pretrained_model": ("Checkpoint file (.keras) or a save_dir (its newest checkpoint) to "
                          "start from, or with --is_training=False to evaluate.", None),
-    "fresh_start": ("Delete the checkpoints in save_dir and train from scratch.", None),
+    "fresh_start": ("Train from scratch (or --pretrained_model); save_dir's checkpoints are "
+                    "deleted once the new run writes its first (never --pretrained_model's).",
+                    None),
     "keep_checkpoints": ("Checkpoints kept in save_dir (the newest).", None),
     "precision": ("Alias kept for 3D-MIM scripts: bfloat16 means "
                   "--mixed_precision=mixed_bfloat16.", ("float32", "bfloat16")),

@@ -1,23 +1,32 @@
 """The two training loops of the cases; both resume from ``<save_dir>/ckpt-<iteration>.keras``.
 
+Both hold the lock of ``save_dir`` while they write there and start from the checkpoint
+:class:`tfastro.core.checkpoints.RunCheckpoints` picks: the newest in ``save_dir`` (resuming),
+else ``pretrained_model``, else afresh; ``fresh_start`` replaces save_dir's checkpoints once
+the new run has written its first. A checkpoint of another kind of model, or one that cannot
+be loaded, is refused in one line naming it. A ``--lr`` other than the one the checkpoint was
+trained with is set on the restored optimizers (and logged). Every checkpoint records the
+run's ``--lr`` and, for the epoch loop, the early-stopping state, inside its one atomic write.
+
+Divergence guard: a non-finite training or validation loss, or non-finite weights when a
+checkpoint is due, stops the run with :class:`TrainingDiverged` (a UserInputError: one line,
+exit status 2 from run.py) naming the iteration and the last checkpoint, which is kept; no
+checkpoint is written after it.
+
 Iteration loop (:func:`train_iterations`: supernova, multifield, dm2gal). Training runs up to
-``max_iterations`` iterations from the newest checkpoint in ``save_dir`` (resuming), else
-``pretrained_model``, else afresh (``fresh_start`` first deletes save_dir's checkpoints). Every
-``display_interval`` iterations a line is logged, every ``snapshot_interval`` a checkpoint
-written (the ``keep_checkpoints`` newest kept), every ``test_interval`` the model evaluated
-into ``<gen_frm_dir>/<iteration>/`` or, with validation data, validated. A case supplies small
+``max_iterations`` iterations. Every ``display_interval`` iterations a line is logged, every
+``snapshot_interval`` (and at ``max_iterations``) a checkpoint written (the
+``keep_checkpoints`` newest kept), every ``test_interval`` the model evaluated into
+``<gen_frm_dir>/<iteration>/`` or, with validation data, validated. A case supplies small
 callables: build its model, restore-check a checkpoint, its data from a given iteration on.
 
 Epoch loop (:func:`train_epochs`: turbulence, prestellar), early stopping that survives
-interruption. After every epoch a checkpoint is written (complete model, optimizer state and
-step count) together with the early-stopping state: ``early_stopping.json`` (iteration,
-epochs done, best validation loss, its epoch, epochs waited, finished) and
-``best_weights.npz`` (the best epoch's weights). A run restarted on the same ``save_dir``
-resumes from them; training ends on the best epoch's weights, which are checkpointed as the
-final state (the run then counts as finished).
+interruption. Epoch ``e`` draws its shuffling and augmentation from the seed
+:func:`epoch_seed` (``seed``, ``e``), so a resumed run repeats the uninterrupted one. After
+every epoch a checkpoint is written (complete model, optimizer state, step count) holding the
+early-stopping state (iteration, epochs done, best validation loss, its epoch, epochs waited,
+finished, the best epoch's weights) and the states of the dropout generators. Training ends on the best epoch's weights, written to ``<save_dir>/best.keras``.
 """
-import json
-import math
 import os
 import time
 from datetime import datetime
@@ -26,7 +35,11 @@ import numpy as np
 
 from tfastro.core.errors import UserInputError
 
-STATE_FILE, BEST_WEIGHTS_FILE = "early_stopping.json", "best_weights.npz"
+BEST_FILE = "best.keras"
+
+
+class TrainingDiverged(UserInputError):
+    """Training produced a non-finite loss or non-finite weights."""
 
 
 def iteration(model):
@@ -39,20 +52,82 @@ def shapes(model):
     return model.name, tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
 
 
+def epoch_seed(seed, epoch):
+    """The seed (< 2^31) of epoch ``epoch``'s random draws in a run of seed ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
 def _timestamp():
     return f"{datetime.now():%Y-%m-%d %H:%M:%S}"
 
 
+def _check_finite(values, where, checkpoints):
+    """TrainingDiverged unless every number in ``values`` ({name: value}) is finite."""
+    bad = {k: float(v) for k, v in (values or {}).items() if not np.all(np.isfinite(v))}
+    if bad:
+        _diverged(", ".join(f"{k} {v}" for k, v in bad.items()), where, checkpoints)
+
+
+def _check_finite_weights(model, where, checkpoints):
+    bad = [v.path for v in model.weights if not np.all(np.isfinite(np.asarray(v, np.float64)))]
+    if bad:
+        _diverged(f"non-finite weights ({', '.join(bad[:3])})", where, checkpoints)
+
+
+def _diverged(what, where, checkpoints):
+    last = checkpoints.latest()
+    kept = f"the last checkpoint, {last}, is kept" if last else "no checkpoint was written"
+    raise TrainingDiverged(f"training diverged at {where}: {what}; stopped before writing a "
+                           f"checkpoint, {kept} (lower --lr or check the data)")
+
+
+def _optimizers(model):
+    """The optimizers of ``model`` (both of a GAN), without loss-scaling wrappers."""
+    from tfastro.core.precision import base_optimizer
+    return [base_optimizer(o) for o in getattr(model.optimizer, "optimizers", [model.optimizer])]
+
+
+def _apply_learning_rate(model, lr, trained_with, log):
+    """Set ``lr`` (--lr) on the restored optimizers if the checkpoint was trained with another
+    (``trained_with``, None: unknown, then compared with the restored rate)."""
+    for optimizer in _optimizers(model):
+        restored = float(np.asarray(optimizer.learning_rate))
+        if np.isclose(lr, restored if trained_with is None else trained_with, rtol=1e-6):
+            continue
+        if not hasattr(optimizer.learning_rate, "assign"):
+            raise UserInputError(f"--lr={lr}: the checkpoint's optimizer follows a learning-rate "
+                                 "schedule; resume with its --lr or use --fresh_start")
+        optimizer.learning_rate.assign(lr)
+        log(f"--lr={lr} applied to the restored optimizer (it was trained with "
+            f"{restored if trained_with is None else trained_with:g})")
+
+
+def _restore(restore, model, path, flag, what, cfg, log):
+    """Load checkpoint ``path`` into ``model`` with the case's ``restore``; any failure to
+    load it becomes one line naming ``flag`` and the file."""
+    from tfastro.core.checkpoints import check_model_class, read_run_state
+    check_model_class(path, flag, model, what)
+    try:
+        restore(model, path, flag)
+    except UserInputError:
+        raise
+    except Exception as err:  # a damaged file: say which
+        raise UserInputError(f"{flag}: cannot load {path!r} ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    state = read_run_state(path, flag) or {}
+    _apply_learning_rate(model, cfg.lr, state.get("lr"), log)
+
+
 def train_iterations(cfg, strategy, build, restore, dataset, describe, display, *,
                      iterations_of=iteration, test=None, validation=None, callbacks=(),
-                     log=print):
+                     what="the flags", log=print):
     """Train the model of ``build`` up to ``cfg.max_iterations`` (the iteration loop of the
     module docstring); returns the model.
 
     Args:
       cfg: the case's config; reads save_dir, gen_frm_dir (this worker's, see
         :func:`tfastro.core.checkpoints.worker_strategy`), fresh_start, pretrained_model,
-        keep_checkpoints, seed, max_iterations, display_interval, snapshot_interval and
+        keep_checkpoints, seed, lr, max_iterations, display_interval, snapshot_interval and
         test_interval.
       strategy: the tf.distribute strategy the model is built under.
       build: ``() -> model``, compiled and built (called in ``strategy``'s scope after
@@ -73,16 +148,27 @@ def train_iterations(cfg, strategy, build, restore, dataset, describe, display, 
         ending with the validation loss, logged and seen by ``callbacks`` (e.g.
         ReduceLROnPlateau).
       callbacks: further Keras callbacks of ``fit``.
+      what: the flags that choose the model, for the refusal of another model's checkpoint.
     """
+    from tfastro.core.checkpoints import save_dir_lock
+    with save_dir_lock(cfg.save_dir, log):
+        return _train_iterations(cfg, strategy, build, restore, dataset, describe, display,
+                                 iterations_of, test, validation, callbacks, what, log)
+
+
+def _train_iterations(cfg, strategy, build, restore, dataset, describe, display, iterations_of,
+                      test, validation, callbacks, what, log):
     import keras
 
-    from tfastro.core.checkpoints import results_dir, save_checkpoint, starting_checkpoint
-    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
+    from tfastro.core.checkpoints import RunCheckpoints, results_dir
+    checkpoints = RunCheckpoints(cfg.save_dir, cfg.keep_checkpoints, cfg.fresh_start,
+                                 cfg.pretrained_model, log)
+    checkpoint, flag = checkpoints.start
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model = build()
     if checkpoint:
-        restore(model, checkpoint, flag)
+        _restore(restore, model, checkpoint, flag, what, cfg, log)
         log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
     start = iterations_of(model)
     log(describe(model, start))
@@ -96,10 +182,12 @@ def train_iterations(cfg, strategy, build, restore, dataset, describe, display, 
 
         def on_train_batch_end(self, batch, logs=None):
             self.itr = itr = self.itr + 1
+            _check_finite(logs, f"iteration {itr}", checkpoints)
             if itr % cfg.display_interval == 0:
                 log(f"{_timestamp()} itr: {itr}{display(logs, itr - start)}")
-            if itr % cfg.snapshot_interval == 0:
-                log(f"saved {save_checkpoint(model, cfg.save_dir, itr, cfg.keep_checkpoints)}")
+            if itr % cfg.snapshot_interval == 0 or itr >= cfg.max_iterations:
+                _check_finite_weights(model, f"iteration {itr}", checkpoints)
+                log(f"saved {checkpoints.save(model, itr, {'lr': cfg.lr})}")
             if test is not None and itr % cfg.test_interval == 0:
                 test(model, results_dir(cfg.gen_frm_dir, itr))
             if itr >= cfg.max_iterations:
@@ -107,13 +195,15 @@ def train_iterations(cfg, strategy, build, restore, dataset, describe, display, 
 
         def on_epoch_end(self, epoch, logs=None):
             if validation is not None:
+                _check_finite({"val_loss": logs["val_loss"]}, f"iteration {self.itr}",
+                              checkpoints)
                 log(f"validation loss {logs['val_loss']:.5f} at iteration {self.itr}")
 
     if validation is None:
         epochs = dict(epochs=1, steps_per_epoch=cfg.max_iterations - start)
     else:
         epochs = dict(validation_data=validation, initial_epoch=start // cfg.test_interval,
-                      epochs=math.ceil(cfg.max_iterations / cfg.test_interval),
+                      epochs=-(-cfg.max_iterations // cfg.test_interval),
                       steps_per_epoch=cfg.test_interval)
     began = time.time()
     model.fit(dataset(start), verbose=0, shuffle=False, callbacks=[Intervals(), *callbacks],
@@ -125,14 +215,16 @@ def train_iterations(cfg, strategy, build, restore, dataset, describe, display, 
 def load_checkpoint(path, flag, expected, what, signature=shapes):
     """The compiled model (weights, optimizer state, step count) of checkpoint ``path``.
 
-    Refuses (UserInputError naming ``flag``) a file Keras cannot load, or one whose
-    ``signature`` (default: name, input and output shapes) differs from that of ``expected``
-    (the model the flags ask for; ``what`` names those flags). Its learning rate and weight
-    decay become ``expected``'s.
+    Refuses (UserInputError naming ``flag``) a checkpoint of another kind of model, a file
+    Keras cannot load, or one whose ``signature`` (default: name, input and output shapes)
+    differs from that of ``expected`` (the model the flags ask for; ``what`` names those
+    flags). Its weight decay becomes ``expected``'s.
     """
     import keras
 
+    from tfastro.core.checkpoints import check_model_class
     from tfastro.core.precision import base_optimizer
+    check_model_class(path, flag, expected, what)
     try:
         model = keras.saving.load_model(path)
     except Exception as err:  # a damaged or foreign file: say which
@@ -142,115 +234,115 @@ def load_checkpoint(path, flag, expected, what, signature=shapes):
     if found != wanted:
         raise UserInputError(f"{flag}: checkpoint {path!r} holds {found}; the flags ({what}) "
                              f"ask for {wanted}")
-    model.optimizer.learning_rate.assign(float(expected.optimizer.learning_rate.numpy()))
     base_optimizer(model.optimizer).weight_decay = base_optimizer(expected.optimizer).weight_decay
     return model
 
 
-def starting_model(cfg, expected, what, log, signature=shapes):
-    """(model, early-stopping state) a training run starts from: the newest checkpoint in
-    ``cfg.save_dir`` with its state (resuming), else ``cfg.pretrained_model`` (state None),
-    else ``expected``, the freshly built model (``what``: the flags fixing its shapes)."""
-    from tfastro.core.checkpoints import starting_checkpoint
-    checkpoint, flag = starting_checkpoint(cfg.save_dir, cfg.fresh_start, cfg.pretrained_model, log)
-    if not checkpoint:
-        return expected, None
-    model = load_checkpoint(checkpoint, flag, expected, what, signature)
-    resuming = flag != "--pretrained_model"
-    log(f"{'resuming' if resuming else 'starting'} from {checkpoint}")
-    return model, read_state(cfg.save_dir, iteration(model), log) if resuming else None
-
-
 def evaluation_model(cfg, expected, what, log, signature=shapes):
-    """The model of the checkpoint an ``is_training=False`` run scores: ``cfg.pretrained_model``
-    (a file or a folder's newest), else the newest in ``cfg.save_dir``."""
-    from tfastro.core.checkpoints import evaluation_checkpoint
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
-    model = load_checkpoint(path, "--pretrained_model" if cfg.pretrained_model else "--save_dir",
-                            expected, what, signature)
-    log(f"evaluating {path}")
+    """The model an ``is_training=False`` run of the epoch loop scores: the checkpoint
+    ``cfg.pretrained_model`` (a file or a folder's newest), else the newest in
+    ``cfg.save_dir``, with the best epoch's weights its early-stopping state holds."""
+    from tfastro.core.checkpoints import evaluation_checkpoint, read_run_state
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    model = load_checkpoint(path, flag, expected, what, signature)
+    best = (read_run_state(path, flag) or {}).get("best_weights")
+    if best is not None:
+        model.set_weights(best)
+    log(f"evaluating {path}{' (its best epoch weights)' if best is not None else ''}")
     return model
 
 
-def read_state(save_dir, step, log):
-    """The early-stopping state saved with the checkpoint of iteration ``step``, or None."""
-    path = os.path.join(save_dir, STATE_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            state = json.load(f)
-        if state.get("iteration") == step:
-            with np.load(os.path.join(save_dir, BEST_WEIGHTS_FILE)) as best:
-                state["best_weights"] = [best[f"w{i}"] for i in range(len(best.files))]
-            return state
-    log(f"no early-stopping state for iteration {step} in {save_dir}: it starts afresh")
-    return None
+def _generator_states(model):
+    """The states of the random-number generators of ``model``'s layers (dropout masks),
+    which Keras does not save."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
-def _write_state(save_dir, state, best_weights):
-    """Write the early-stopping state and best weights (each atomically)."""
-    weights = os.path.join(save_dir, BEST_WEIGHTS_FILE)
-    np.savez(weights + ".partial.npz", **{f"w{i}": w for i, w in enumerate(best_weights)})
-    os.replace(weights + ".partial.npz", weights)
-    path = os.path.join(save_dir, STATE_FILE)
-    with open(path + ".partial", "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(path + ".partial", path)
+def train_epochs(cfg, strategy, build, what, train, validation, log, signature=shapes):
+    """Train from the checkpoint of ``cfg.save_dir`` / ``cfg.pretrained_model`` (or afresh)
+    until early stopping (``cfg.patience``) or ``cfg.epochs`` epochs, writing the checkpoints
+    of the module docstring (``cfg.keep_checkpoints`` kept); returns the model on the best
+    epoch's weights. A finished run only restores them.
 
-
-def _early_stopping(patience, state):
-    """Keras early stopping on the validation loss that restores the best weights at the
-    end, continued from a saved ``state`` (best loss, its epoch and weights, epochs waited)."""
+    Args:
+      cfg: reads save_dir, fresh_start, pretrained_model, keep_checkpoints, seed, lr, epochs
+        and patience.
+      strategy: the tf.distribute strategy the model is built (or loaded) under.
+      build: ``() -> model``, compiled and built (called in ``strategy``'s scope after
+        seeding Keras with ``cfg.seed``): the model the flags ask for.
+      what: the flags fixing the model's shapes (for refusing a checkpoint).
+      train: ``seed -> tf.data.Dataset``: one epoch of training batches, shuffled and
+        augmented from ``seed``.
+      validation: the validation dataset.
+      signature: ``model -> value`` a checkpoint must share with the built model.
+    """
     import keras
 
-    class Resumed(keras.callbacks.EarlyStopping):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            if state:
-                self.best, self.best_epoch = state["best"], state["best_epoch"]
-                self.wait, self.best_weights = state["wait"], state["best_weights"]
+    from tfastro.core.checkpoints import RunCheckpoints, read_run_state, save_dir_lock, save_model
+    with save_dir_lock(cfg.save_dir, log):
+        checkpoints = RunCheckpoints(cfg.save_dir, cfg.keep_checkpoints, cfg.fresh_start,
+                                     cfg.pretrained_model, log)
+        keras.utils.set_random_seed(cfg.seed)
+        path, flag = checkpoints.start
+        with strategy.scope():
+            model = build()
+            if path:
+                model = load_checkpoint(path, flag, model, what, signature)
+        state = None
+        if path:
+            stored = read_run_state(path, flag) or {}
+            _apply_learning_rate(model, cfg.lr, stored.get("lr"), log)
+            state = stored if flag != "--pretrained_model" and "epoch" in stored else None
+            log(f"{'resuming' if state else 'starting'} from {path} (iteration "
+                f"{iteration(model)})")
+        _fit_epochs(model, train, validation, state, checkpoints, cfg, log)
+        log(f"{save_model(model, os.path.join(cfg.save_dir, BEST_FILE))} holds the best "
+            "epoch's weights")
+    return model
 
-    return Resumed(monitor="val_loss", patience=patience, restore_best_weights=True)
 
-
-def train_epochs(model, train, validation, state, cfg, log):
-    """Train ``model`` on the ``train`` / ``validation`` datasets from ``state`` (None: from
-    the start) until early stopping (``cfg.patience``) or ``cfg.epochs`` epochs, writing the
-    checkpoints and state of the module docstring to ``cfg.save_dir`` (``cfg.keep_checkpoints``
-    kept). A finished state (patience or epochs used up) only restores the best weights."""
+def _fit_epochs(model, train, validation, state, checkpoints, cfg, log):
+    """The epochs of :func:`train_epochs` from ``state`` (None: the first); leaves ``model``
+    on the best epoch's weights."""
     import keras
-
-    from tfastro.core.checkpoints import save_checkpoint
-    if state and (state["wait"] >= cfg.patience or state["epoch"] >= cfg.epochs):
+    state = state or {"epoch": 0, "best": np.inf, "best_epoch": -1, "wait": 0,
+                      "finished": False, "best_weights": None}
+    if state["wait"] >= cfg.patience or state["epoch"] >= cfg.epochs:
         log(f"training already finished at epoch {state['epoch']} (early stopping or --epochs)")
-        if not state.get("finished"):  # stopped before the best weights were checkpointed
-            model.set_weights(state["best_weights"])
-        return
-    stopping = _early_stopping(cfg.patience, state)
-    epoch = state["epoch"] if state else 0
 
-    def snapshot(finished):
-        step = iteration(model)
-        path = save_checkpoint(model, cfg.save_dir, step, cfg.keep_checkpoints)
-        _write_state(cfg.save_dir, {"iteration": step, "epoch": epoch, "best": stopping.best,
-                                    "best_epoch": stopping.best_epoch, "wait": stopping.wait,
-                                    "finished": finished}, stopping.best_weights)
-        return path
+    class Guard(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            _check_finite(logs, f"epoch {epoch + 1}, iteration {iteration(model)}", checkpoints)
 
-    class Snapshots(keras.callbacks.Callback):
-        def on_epoch_end(self, index, logs=None):
-            nonlocal epoch
-            epoch = index + 1
-            log(f"{_timestamp()} epoch {epoch}  itr: {iteration(model)}  "
-                f"loss {logs['loss']:.5f}  validation loss {logs['val_loss']:.5f}")
-            snapshot(False)
-
-    model.fit(train, validation_data=validation, initial_epoch=epoch, epochs=cfg.epochs,
-              shuffle=False, verbose=0, callbacks=[stopping, Snapshots()])
-    log(f"best validation loss {stopping.best:.5f} at epoch {stopping.best_epoch + 1}; "
-        f"{snapshot(True)} holds its weights")
+    for variable, value in zip(_generator_states(model), state.get("generators", [])):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["wait"] >= cfg.patience:
+            break
+        history = model.fit(train(epoch_seed(cfg.seed, epoch)), validation_data=validation,
+                            initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0,
+                            callbacks=[Guard()])
+        losses = {k: history.history[k][-1] for k in ("loss", "val_loss")}
+        where = f"epoch {epoch + 1}, iteration {iteration(model)}"
+        _check_finite(losses, where, checkpoints)
+        _check_finite_weights(model, where, checkpoints)
+        if losses["val_loss"] < state["best"]:
+            state.update(best=float(losses["val_loss"]), best_epoch=epoch, wait=0,
+                         best_weights=model.get_weights())
+        else:
+            state["wait"] += 1
+        state.update(iteration=iteration(model), epoch=epoch + 1, lr=cfg.lr,
+                     generators=[v.numpy().tolist() for v in _generator_states(model)],
+                     finished=state["wait"] >= cfg.patience or epoch + 1 >= cfg.epochs)
+        log(f"{_timestamp()} epoch {epoch + 1}  itr: {iteration(model)}  loss "
+            f"{losses['loss']:.5f}  validation loss {losses['val_loss']:.5f}")
+        checkpoints.save(model, iteration(model), state)
+    if state["best_weights"] is not None:
+        model.set_weights(state["best_weights"])
+        log(f"best validation loss {state['best']:.5f} at epoch {state['best_epoch'] + 1}")
 
 
 def write_json(out_dir, name, value):
-    """Write ``value`` as ``out_dir/name`` (indented JSON)."""
-    with open(os.path.join(out_dir, name), "w") as f:
-        json.dump(value, f, indent=1)
+    """Write ``value`` as ``out_dir/name`` (indented JSON), atomically."""
+    from tfastro.core.atomic import write_json as write
+    return write(os.path.join(out_dir, name), value)

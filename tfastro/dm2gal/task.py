@@ -38,6 +38,7 @@ import os
 
 import numpy as np
 
+from tfastro.core.atomic import write_json
 from tfastro.core.errors import UserInputError
 from tfastro.dm2gal.config import bispectrum_k, validate_config
 
@@ -128,8 +129,7 @@ def _standardisation(cfg, fields, log):
                                  "use another --field_dir or move inputs.npy, target.npy and "
                                  "standardisation.json away")
     else:
-        with open(path, "w") as f:
-            json.dump(stats, f, indent=1)
+        write_json(path, stats)
         log(f"standardisation ({cfg.standardisation}): {stats}")
     return stats
 
@@ -272,8 +272,7 @@ def evaluate(model, fields, centres, cfg, out_dir, log=print):
         if cube is not None:
             np.save(os.path.join(out_dir, f"{name}.npy"), cube)
     for name, value in (("scores", scores), ("statistics", statistics)):
-        with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-            json.dump(value, f, indent=1)
+        write_json(os.path.join(out_dir, f"{name}.json"), value)
     label = f" (stitched: {cfg.stitch})"
     viz.plot_power_spectra(statistics, os.path.join(out_dir, "power_spectra.png"))
     viz.plot_bispectra(statistics, os.path.join(out_dir, "bispectra.png"))
@@ -334,11 +333,11 @@ def test(cfg, log=print):
     from tfastro.core.distribute import use_gpus
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     fields = prepare_fields(cfg, log)
     _, centres = sample_centres(cfg, fields)
     model = build_model(cfg, fields["stats"])
-    restore(model, path)
+    restore(model, path, flag)
     log(f"evaluating {path}")
     return evaluate(model, fields, centres, cfg,
                     results_dir(cfg.gen_frm_dir, int(model.optimizer.iterations.numpy())), log)

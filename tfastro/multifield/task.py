@@ -19,11 +19,11 @@ parameters) and PNG figures. With ``is_training=False`` maps are also generated 
 
 Simulations are split 80/10/10 into training, validation and test sets by ``seed``.
 """
-import json
 import os
 
 import numpy as np
 
+from tfastro.core.atomic import write_json
 from tfastro.core.errors import UserInputError
 from tfastro.multifield.config import validate_config
 
@@ -171,8 +171,7 @@ def evaluate(gan, cmd, test_indices, cfg, out_dir, regressor=None, log=print):
     np.save(os.path.join(out_dir, "generated.npy"),
             denormalise_maps(generated, fields).astype("float32"))
     np.save(os.path.join(out_dir, "theta.npy"), theta)
-    with open(os.path.join(out_dir, "evaluation.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(os.path.join(out_dir, "evaluation.json"), report)
     stats = report["statistics"]
     viz.real_vs_generated_grid(real[:4], generated[:4], fields, os.path.join(out_dir, "samples.png"))
     viz.plot_spectra(stats["spectra"], os.path.join(out_dir, "power_spectra.png"))
@@ -280,8 +279,7 @@ def generate_at(gan, cfg, fields, out_dir, log=print):
                         "params": dict(zip(cfg.param_names, map(float, theta))),
                         "maps": cfg.num_generated_maps, "fields": list(fields)})
     if written:
-        with open(os.path.join(out_dir, "generated_at.json"), "w") as f:
-            json.dump(written, f, indent=1)
+        write_json(os.path.join(out_dir, "generated_at.json"), written)
         log(f"{len(written)} x {cfg.num_generated_maps} maps generated at --generate_params")
     return written
 
@@ -295,11 +293,11 @@ def test(cfg, log=print):
 
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     cmd, split = open_maps(cfg)
     configure_tensorflow(cfg)
     gan = build_gan(cfg, len(cmd.fields))
-    restore(gan, path)
+    restore(gan, path, flag)
     log(f"generating with {path} (iteration {int(gan.iteration.numpy())})")
     out_dir = results_dir(cfg.gen_frm_dir, int(gan.iteration.numpy()))
     generate_at(gan, cfg, cmd.fields, out_dir, log)

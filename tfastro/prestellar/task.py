@@ -157,29 +157,25 @@ def evaluate(cfg, model, cores, split, log):
 
 def train(cfg, log=print):
     """Train (resuming from save_dir) with early stopping, then evaluate the test cores."""
-    import keras
-
     from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import even_global_batch, shard_by_data
-    from tfastro.core.loops import starting_model, train_epochs
+    from tfastro.core.loops import train_epochs
     from tfastro.prestellar.pipeline import core_dataset
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
     cores, split = load_cores(cfg)
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        model, state = starting_model(cfg, build_model(cfg, cores, split["train"]),
-                                      CHECKPOINT_FLAGS, log, signature=architecture)
     data = {s: (cores.ppv[i], cores.targets[i]) for s, i in split.items() if s != "test"}
     log(f"column: {len(split['train'])} training, {len(split['validation'])} validation, "
-        f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; iteration "
-        f"{iteration(model)}; {strategy.num_replicas_in_sync} replica(s)")
+        f"{len(split['test'])} test cores of {cores.ppv.shape[1:]} PPV; "
+        f"{strategy.num_replicas_in_sync} replica(s)")
     batch = {s: even_global_batch(len(split[s]), cfg.batch_size, strategy, f"{s} cores")
              for s in ("train", "validation")}
-    train_epochs(model, shard_by_data(core_dataset(*data["train"], batch["train"],
-                                                   seed=cfg.seed, augment=True)),
-                 shard_by_data(core_dataset(*data["validation"], batch["validation"],
-                                            shuffle=False)), state, cfg, log)
+    model = train_epochs(
+        cfg, strategy, lambda: build_model(cfg, cores, split["train"]), CHECKPOINT_FLAGS,
+        lambda seed: shard_by_data(core_dataset(*data["train"], batch["train"], seed=seed,
+                                                augment=True)),
+        shard_by_data(core_dataset(*data["validation"], batch["validation"], shuffle=False)),
+        log, signature=architecture)
     return model, evaluate(cfg, model, cores, split, log)
 
 

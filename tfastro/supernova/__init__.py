@@ -32,8 +32,8 @@ from tfastro.supernova.synthetic import (XI_GAMMA_5_3, sedov_taylor_radius, KYR_
                                          PC_CM, SNParams, blast_density, lognormal_cloud,
                                          make_sn_clips, normalise_density, sn_density_clips)
 
-__all__ = ["REQUIRED_KEYS", "Normalisation", "SNData", "load_sn_npz", "check_sn_config", "default_clips",
-           "save_sn_npz", "PC_CM", "KYR_S", "M_H_G", "MEDIA", "SNParams", "lognormal_cloud",
+__all__ = ["REQUIRED_KEYS", "Normalisation", "SNData", "load_sn_npz", "check_sn_config",
+           "default_clips", "save_sn_npz", "PC_CM", "KYR_S", "M_H_G", "MEDIA", "SNParams", "lognormal_cloud",
            "blast_density", "sn_density_clips", "normalise_density", "make_sn_clips", "PEEPHOLES",
            "SpatioTemporalLSTMCell3D", "MIMS3D", "MIMN3D", "MIMBlock3D", "ChannelGlorotUniform",
            "ConvNorm3D", "sampling_eta", "frame_loss", "check_num_hidden", "MIM3D",

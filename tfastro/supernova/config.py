@@ -154,6 +154,7 @@ class UNet3DConfig(RunSettings):
     snapshot_interval: int = _as_in_mim("snapshot_interval")
     num_save_samples: int = _as_in_mim("num_save_samples")
     allow_gpu_growth: bool = _as_in_mim("allow_gpu_growth")
+    normalisation: str = _as_in_mim("normalisation")
     horizon: int = setting(0, "Frames forecast in one shot after the last context frame (0: "
                            "all total_length - input_length of them); the forecast continues "
                            "from the last frames forecast.")

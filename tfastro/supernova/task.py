@@ -18,11 +18,11 @@ frame MSE, MAE, PSNR, SSIM, shell IoU, shell radius error) and, for the first
 ``--model_name unet`` trains and scores the 3D U-Net the same way, into the same outputs
 (:func:`train_unet`, :func:`test_unet`).
 """
-import json
 import os
 
 import numpy as np
 
+from tfastro.core.atomic import write_json
 from tfastro.core.errors import UserInputError
 from tfastro.supernova.config import validate_config
 
@@ -99,6 +99,16 @@ def build_model(cfg, normalisation=None):
 ARCHITECTURE = ("num_hidden", "filter_size", "patch_size", "layer_norm", "peephole")
 
 
+def training_normalisation(train_data, valid_data, cfg):
+    """The normalisation the training data states, which the validation data must share."""
+    normalisation = train_data.normalisation()
+    if valid_data.normalisation().model_config() != normalisation.model_config():
+        raise UserInputError(f"--valid_data_paths={cfg.valid_data_paths}: normalised as "
+                             f"{valid_data.normalisation().model_config()}, the training data "
+                             f"as {normalisation.model_config()}")
+    return normalisation
+
+
 def restore(model, path, frame_shape, flag="--pretrained_model"):
     """Load weights, optimizer state and counters of checkpoint ``path`` into ``model``,
     after checking it was written for the same architecture, channels and (with per-voxel
@@ -166,8 +176,7 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
     result = scores.result()
     result["iteration"] = trained_iterations(model)
     result["baselines"] = {name: s.result() for name, (_, s) in baselines.items()}
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(os.path.join(out_dir, "metrics.json"), result)
     log(scores.format_table())
     for name, (_, baseline_scores) in baselines.items():
         log(f"baseline {name}: mean mse {baseline_scores.result()['mean']['mse']:.4g}, "
@@ -200,8 +209,7 @@ def score_particles(model, clip, snapshots, cfg, out_dir, log=print):
                                        centre=cfg.particle_cube_centre, later=snapshots[1])
     scores.update(snapshots=[s.path for s in snapshots], frame=cfg.particle_frame_index)
     np.save(os.path.join(out_dir, "affected_particles.npy"), flags)
-    with open(os.path.join(out_dir, "particles.json"), "w") as f:
-        json.dump(scores, f, indent=1)
+    write_json(os.path.join(out_dir, "particles.json"), scores)
     log(f"particles flagged as affected by frame {scores['frame']}: {scores['flagged']} of "
         f"{scores['particles']}; recall {scores['recall']}, precision {scores['precision']}")
     return scores
@@ -255,12 +263,7 @@ def train(cfg, log=print):
                                         seed=cfg.seed, repeat=True, drop_remainder=True,
                                         start_batch=start))
 
-    normalisation = train_data.normalisation()
-    if valid_data.normalisation().model_config() != normalisation.model_config():
-        raise UserInputError(f"--valid_data_paths={cfg.valid_data_paths}: normalised as "
-                             f"{valid_data.normalisation().model_config()}, the training data "
-                             f"as {normalisation.model_config()}")
-
+    normalisation = training_normalisation(train_data, valid_data, cfg)
     return train_iterations(
         cfg, strategy, lambda: build_model(cfg, normalisation),
         lambda model, path, flag: restore(model, path, cfg.grid + (cfg.img_channel,), flag),
@@ -279,12 +282,12 @@ def test(cfg, log=print):
 
     validate_config(cfg)
     use_gpus(cfg.n_gpu)  # evaluation runs in one process, on the first --n_gpu GPUs
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
     snapshots = load_particles(cfg)
     configure_tensorflow(cfg)
     model = build_model(cfg, valid_data.normalisation())
-    restore(model, path, cfg.grid + (cfg.img_channel,))
+    restore(model, path, cfg.grid + (cfg.img_channel,), flag)
     log(f"forecasting with {path} (iteration {int(model.iteration.numpy())})")
     out_dir = results_dir(cfg.gen_frm_dir, int(model.iteration.numpy()))
     result = forecast_and_score(model, valid_data, cfg, out_dir, log)
@@ -296,7 +299,8 @@ def test(cfg, log=print):
 
 # --- the 3D U-Net (run.py --model_name unet) ------------------------------------------------
 
-UNET_ARCHITECTURE = ("input_length", "horizon", "filters", "kernel_size", "padding", "log_input")
+UNET_ARCHITECTURE = ("input_length", "horizon", "filters", "kernel_size", "padding", "log_input",
+                     "normalisation")
 
 
 def training_pairs(clips, input_length, horizon):
@@ -315,14 +319,16 @@ def training_pairs(clips, input_length, horizon):
     return stack[:, :input_length], stack[:, input_length:]
 
 
-def build_unet(cfg):
-    """A compiled, built UNet3D (and built Adam) for ``cfg``."""
+def build_unet(cfg, normalisation=None):
+    """A compiled, built UNet3D (and built Adam) for ``cfg`` and the data's ``normalisation``
+    (a :class:`tfastro.supernova.io.Normalisation`; default max-scaling)."""
     import keras
 
     from tfastro.supernova.unet import UNet3D
     model = UNet3D(input_length=cfg.input_length, horizon=cfg.frames_per_call,
                    filters=cfg.levels, kernel_size=cfg.filter_size, padding=cfg.padding,
-                   log_input=cfg.log_input, dtype=None if cfg.policy == "float32" else cfg.policy)
+                   log_input=cfg.log_input, dtype=None if cfg.policy == "float32" else cfg.policy,
+                   normalisation=normalisation and normalisation.model_config())
     model.compile(optimizer=keras.optimizers.Adam(cfg.lr), jit_compile=cfg.jit_compile)
     model.build((None, cfg.input_length) + cfg.grid + (cfg.img_channel,))
     model.optimizer.build(model.trainable_variables)
@@ -335,6 +341,7 @@ def restore_unet(model, path, channels, flag="--pretrained_model"):
     from tfastro.core.checkpoints import read_checkpoint_config
     stored, shape = read_checkpoint_config(path, flag)
     mine = model.get_config()
+    stored = {"normalisation": {"kind": "max"}, **stored}
     differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
               for k in UNET_ARCHITECTURE if stored.get(k) != mine[k]]
     if shape is not None and shape[-1] != channels:
@@ -365,6 +372,7 @@ def train_unet(cfg, log=print):
         raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
                              f"replica(s): the training data {cfg.train_data_paths!r} holds only "
                              f"{train_data.num_clips} clips")
+    normalisation = training_normalisation(train_data, valid_data, cfg)
 
     def dataset(start):
         clips = sn_dataset(train_data, cfg.total_length, batch, shuffle=True, seed=cfg.seed,
@@ -373,7 +381,7 @@ def train_unet(cfg, log=print):
                                                                 cfg.frames_per_call)))
 
     return train_iterations(
-        cfg, strategy, lambda: build_unet(cfg),
+        cfg, strategy, lambda: build_unet(cfg, normalisation),
         lambda model, path, flag: restore_unet(model, path, cfg.img_channel, flag),
         dataset, lambda model, start: (f"iteration {start}, U-Net {cfg.levels}, "
                                        f"{cfg.frames_per_call} frame(s) a call, precision "
@@ -392,10 +400,10 @@ def test_unet(cfg, log=print):
 
     validate_config(cfg)
     use_gpus(cfg.n_gpu)
-    path = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
+    path, flag = evaluation_checkpoint(cfg.save_dir, cfg.pretrained_model)
     valid_data = load_clips(cfg, "valid_data_paths")
-    model = build_unet(cfg)
-    restore_unet(model, path, cfg.img_channel)
+    model = build_unet(cfg, valid_data.normalisation())
+    restore_unet(model, path, cfg.img_channel, flag)
     log(f"forecasting with {path} (iteration {trained_iterations(model)})")
     return forecast_and_score(model, valid_data, cfg,
                               results_dir(cfg.gen_frm_dir, trained_iterations(model)), log)

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfastro.supernova.io import Normalisation
+
 PADDINGS = ("periodic", "zeros")
 
 #: Smallest value log_features resolves: fields span 4 decades below their maximum, 1.
@@ -106,6 +108,9 @@ class UNet3D(keras.Model):
       padding: "periodic" or "zeros" (see ConvBlock3D).
       log_input: the network reads :func:`log_features` of the context (its output stays the
         change of the fields themselves).
+      normalisation: how the frames it learns from map the density to [0, 1], a dict of
+        :class:`tfastro.supernova.io.Normalisation` (default: the original's max-scaling);
+        kept in the config so that a checkpoint says what data it was trained on.
 
     ``call(context)``: context (B, T, X, Y, Z, C), T >= input_length; returns (B, horizon, X,
     Y, Z, C) float32, also under a mixed precision policy. ``fit`` takes (context, target)
@@ -115,8 +120,10 @@ class UNet3D(keras.Model):
     """
 
     def __init__(self, input_length=1, horizon=1, filters=(8, 16, 32), kernel_size=3,
-                 padding="periodic", log_input=True, **kwargs):
+                 padding="periodic", log_input=True, normalisation=None, **kwargs):
         super().__init__(**kwargs)
+        self.normalisation = Normalisation.from_json(
+            normalisation or {}, "UNet3D normalisation").model_config()
         if int(input_length) < 1 or int(horizon) < 1:
             raise ValueError(f"input_length and horizon must be >= 1, got {input_length}, "
                              f"{horizon}")
@@ -233,5 +240,5 @@ class UNet3D(keras.Model):
         return {**super().get_config(), "input_length": self.input_length,
                 "horizon": self.horizon, "filters": list(self.filters),
                 "kernel_size": self.kernel_size, "padding": self.padding,
-                "log_input": self.log_input}
+                "log_input": self.log_input, "normalisation": dict(self.normalisation)}
 

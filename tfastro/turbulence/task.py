@@ -203,30 +203,26 @@ def evaluate(cfg, model, files, train_mean, log):
 
 def train(cfg, log=print):
     """Train (resuming from save_dir) with early stopping, then evaluate on the test split."""
-    import keras
-
     from tfastro.core.checkpoints import worker_strategy
     from tfastro.core.distribute import even_global_batch, shard_by_data
-    from tfastro.core.loops import starting_model, train_epochs
+    from tfastro.core.loops import train_epochs
     from tfastro.turbulence.pipeline import turbulence_dataset
     validate_config(cfg)
     strategy, cfg = worker_strategy(cfg)
     files = snapshot_files(cfg)
     check_projection(cfg, files)
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        model, state = starting_model(cfg, build_model(cfg), CHECKPOINT_FLAGS, log)
     (x, y), validation = (split_images(cfg, files, s) for s in ("train", "validation"))
     batch = {name: even_global_batch(len(images), cfg.batch_size, strategy,
                                      f"{name} tiles")
              for name, images in (("training", x), ("validation", validation[0]))}
     log(f"{cfg.model_name}: {len(x)} training and {len(validation[0])} validation tiles of "
-        f"{cfg.tile_size}^2 from {len(files)} snapshots; iteration {iteration(model)}; "
+        f"{cfg.tile_size}^2 from {len(files)} snapshots; "
         f"{strategy.num_replicas_in_sync} replica(s)")
-    train_epochs(model, shard_by_data(turbulence_dataset(x, y, batch["training"], seed=cfg.seed)),
-                 shard_by_data(turbulence_dataset(*validation, batch["validation"],
-                                                  shuffle=False, flips=False)),
-                 state, cfg, log)
+    model = train_epochs(
+        cfg, strategy, lambda: build_model(cfg), CHECKPOINT_FLAGS,
+        lambda seed: shard_by_data(turbulence_dataset(x, y, batch["training"], seed=seed)),
+        shard_by_data(turbulence_dataset(*validation, batch["validation"], shuffle=False,
+                                         flips=False)), log)
     return model, evaluate(cfg, model, files, float(np.mean(y)), log)
 
 
