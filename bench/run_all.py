@@ -30,6 +30,7 @@ BENCHMARKS = {
     "turbulence": (["--size", "128", "--snapshots", "2", "--tile", "64", "--epochs", "8",
                     "--speed-tile", "64", "--steps", "3"], []),
     "jit_compile": ([], []),
+    "sn_forecast": (["--quick"], []),
     "mim3d_gpu_jax": (["--grids", "16", "--steps", "2"], []),
     "models_gpu_jax": (["--steps", "5"], []),
 }
