@@ -39,21 +39,25 @@ from {module} import check_batch, {factory} as factory
 directory = pathlib.Path(sys.argv[1])
 jax.config.update("jax_compilation_cache_dir", str(directory / "jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-try:
-    check_model(factory, *check_batch(), tmp_path=directory / "checks")
-    checks = "passed"
-except Exception:
-    checks = traceback.format_exc()
-print("RESULT" + json.dumps({{"backend": keras.backend.backend(), "checks": checks,
-                             "loss_curve": loss_curve(directory, {learning_rate})}}))
+out = {{"backend": keras.backend.backend()}}
+if {checks}:
+    try:
+        check_model(factory, *check_batch(), tmp_path=directory / "checks")
+        out["checks"] = "passed"
+    except Exception:
+        out["checks"] = traceback.format_exc()
+else:
+    out["loss_curve"] = loss_curve(directory, {learning_rate})
+print("RESULT" + json.dumps(out))
 """
 
 
-def checks_and_loss_curve_on_jax(module, factory, directory, learning_rate):
-    """On the JAX backend, in one subprocess: ``check_model`` of ``module.factory`` on
-    ``module.check_batch()`` and :func:`loss_curve` of ``directory`` (where ``initial.keras``
-    and ``batch.npz`` are saved). Returns {"checks": "passed" or the traceback,
-    "loss_curve": [...]}."""
+def model_on_jax(module, factory, directory, learning_rate, checks=False):
+    """On the JAX backend, in a subprocess: :func:`loss_curve` of ``directory`` (where
+    ``initial.keras`` and ``batch.npz`` are saved) with ``learning_rate``, or with ``checks``
+    ``check_model`` of ``module.factory`` on ``module.check_batch()``. Returns
+    {"loss_curve": [...]} or {"checks": "passed" or the traceback}."""
     os.makedirs(os.path.join(directory, "checks"), exist_ok=True)
-    script = CHECKS_SCRIPT.format(module=module, factory=factory, learning_rate=learning_rate)
+    script = CHECKS_SCRIPT.format(module=module, factory=factory, learning_rate=learning_rate,
+                                  checks=bool(checks))
     return run_on_jax(script, directory)

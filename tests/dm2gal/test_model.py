@@ -103,9 +103,12 @@ def test_model_checks(tmp_path):
     assert isinstance(checked.loaded.loss, keras.losses.MeanSquaredError)
 
 
+MODULE = "tests.dm2gal.test_model"
+
+
 @pytest.fixture(scope="module")
 def on_jax(tmp_path_factory):
-    """The model checks and the loss curve run on the JAX backend (one subprocess), from the
+    """The loss curve run on the JAX backend (one subprocess), from the
     initial weights and batch saved here; returns (its result, the directory)."""
     directory = tmp_path_factory.mktemp("dm2gal_jax")
     keras.utils.set_random_seed(1)
@@ -114,13 +117,13 @@ def on_jax(tmp_path_factory):
     model.save(directory / "initial.keras")
     x, y = check_batch()
     np.savez(directory / "batch.npz", x=x, y=y)
-    out = jax_backend.checks_and_loss_curve_on_jax("tests.dm2gal.test_model", "small_model",
-                                                   directory, 1e-3)
+    out = jax_backend.model_on_jax(MODULE, "small_model", directory, 1e-3)
     return out, directory
 
 
+@pytest.mark.slow  # minutes of JAX compilation on 2 cores; the same checks run on TensorFlow
 def test_model_checks_on_jax(on_jax):
-    out, _ = on_jax
+    out = jax_backend.model_on_jax(MODULE, "small_model", on_jax[1], 1e-3, checks=True)
     assert out["checks"] == "passed", out["checks"]
 
 

@@ -67,6 +67,7 @@ print("RESULT" + json.dumps(out))
 """
 
 
+@pytest.mark.slow  # JAX compilation on 2 cores; the same checks run on TensorFlow
 def test_model_checks_and_keras_workflows_on_jax(tmp_path):
     out = jax_backend.run_on_jax(JAX_SCRIPT, REPO, tmp_path)
     assert out["checks"] == "passed", out["checks"]

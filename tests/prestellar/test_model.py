@@ -360,9 +360,12 @@ def test_saved_model_samples_and_trains_on_the_jax_backend(saved):
     assert np.isfinite(out["loss"]).all() and out["loss"][1] < out["loss"][0]
 
 
+MODULE = "tests.prestellar.test_model"
+
+
 @pytest.fixture(scope="module")
 def on_jax(tmp_path_factory):
-    """The model checks and the loss curve run on the JAX backend (one subprocess), from the
+    """The loss curve run on the JAX backend (one subprocess), from the
     initial weights and batch saved here (the local toy, targets scaled to physical-like
     columns, the model normalised by them); returns (its result, the directory)."""
     directory = tmp_path_factory.mktemp("prestellar_jax")
@@ -374,13 +377,13 @@ def on_jax(tmp_path_factory):
     model.build(x.shape)
     model.save(directory / "initial.keras")
     np.savez(directory / "batch.npz", x=x, y=y)
-    out = jax_backend.checks_and_loss_curve_on_jax("tests.prestellar.test_model",
-                                                   "small_compiled_net", directory, 1e-2)
+    out = jax_backend.model_on_jax(MODULE, "small_compiled_net", directory, 1e-2)
     return out, directory
 
 
+@pytest.mark.slow  # minutes of JAX compilation on 2 cores; the same checks run on TensorFlow
 def test_model_checks_on_jax(on_jax):
-    out, _ = on_jax
+    out = jax_backend.model_on_jax(MODULE, "small_compiled_net", on_jax[1], 1e-2, checks=True)
     assert out["checks"] == "passed", out["checks"]
 
 

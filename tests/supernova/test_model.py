@@ -435,6 +435,7 @@ print("RESULT" + json.dumps({"backend": keras.backend.backend(), "loss": float(l
 """
 
 
+@pytest.mark.slow  # JAX compilation; JAX's training equal to TensorFlow's stays in the suite
 def test_jax_backend_differentiates_the_time_loop_like_tensorflow(rng, tmp_path):
     """On JAX (the GPU path) the loss and every weight gradient of a clip whose time loop runs
     4 symbolic steps equal TensorFlow's for the same saved weights and feedback mask."""
