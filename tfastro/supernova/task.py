@@ -99,14 +99,23 @@ def build_model(cfg, normalisation=None):
 ARCHITECTURE = ("num_hidden", "filter_size", "patch_size", "layer_norm", "peephole")
 
 
-def training_normalisation(train_data, valid_data, cfg):
-    """The normalisation the training data states, which the validation data must share."""
+def training_clips(cfg, strategy):
+    """(global batch, training data, validation data, the normalisation they share) of a
+    training run; the training data must fill a global batch."""
+    from tfastro.core.distribute import global_batch
+    batch = global_batch(cfg.batch_size, strategy)
+    train_data = load_clips(cfg, "train_data_paths")
+    valid_data = load_clips(cfg, "valid_data_paths")
+    if train_data.num_clips < batch:
+        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
+                             f"replica(s): the training data {cfg.train_data_paths!r} holds only "
+                             f"{train_data.num_clips} clips")
     normalisation = train_data.normalisation()
     if valid_data.normalisation().model_config() != normalisation.model_config():
         raise UserInputError(f"--valid_data_paths={cfg.valid_data_paths}: normalised as "
                              f"{valid_data.normalisation().model_config()}, the training data "
                              f"as {normalisation.model_config()}")
-    return normalisation
+    return batch, train_data, valid_data, normalisation
 
 
 def restore(model, path, frame_shape, flag="--pretrained_model"):
@@ -238,20 +247,14 @@ def configure_tensorflow(cfg):
 def train(cfg, log=print):
     """Train (resuming from save_dir), snapshot and forecast at the configured intervals."""
     from tfastro.core.checkpoints import worker_strategy
-    from tfastro.core.distribute import global_batch, shard_by_data
+    from tfastro.core.distribute import shard_by_data
     from tfastro.core.loops import train_iterations
     from tfastro.supernova.pipeline import sn_dataset
 
     validate_config(cfg)
     configure_tensorflow(cfg)
     strategy, cfg = worker_strategy(cfg)
-    batch = global_batch(cfg.batch_size, strategy)
-    train_data = load_clips(cfg, "train_data_paths")
-    valid_data = load_clips(cfg, "valid_data_paths")
-    if train_data.num_clips < batch:
-        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
-                             f"replica(s): the training data {cfg.train_data_paths!r} holds only "
-                             f"{train_data.num_clips} clips")
+    batch, train_data, valid_data, normalisation = training_clips(cfg, strategy)
 
     def describe(model, start):
         return (f"iteration {start}, sampling eta {float(model.sampling_eta.numpy()):.6f}, "
@@ -263,7 +266,6 @@ def train(cfg, log=print):
                                         seed=cfg.seed, repeat=True, drop_remainder=True,
                                         start_batch=start))
 
-    normalisation = training_normalisation(train_data, valid_data, cfg)
     return train_iterations(
         cfg, strategy, lambda: build_model(cfg, normalisation),
         lambda model, path, flag: restore(model, path, cfg.grid + (cfg.img_channel,), flag),
@@ -357,7 +359,7 @@ def train_unet(cfg, log=print):
     """Train the U-Net (resuming from save_dir), snapshot and forecast at the intervals; each
     iteration fits every context-target pair of a batch of clips."""
     from tfastro.core.checkpoints import worker_strategy
-    from tfastro.core.distribute import allow_gpu_memory_growth, global_batch, shard_by_data
+    from tfastro.core.distribute import allow_gpu_memory_growth, shard_by_data
     from tfastro.core.loops import train_iterations
     from tfastro.supernova.pipeline import sn_dataset
 
@@ -365,14 +367,7 @@ def train_unet(cfg, log=print):
     if cfg.allow_gpu_growth:
         allow_gpu_memory_growth()
     strategy, cfg = worker_strategy(cfg)
-    batch = global_batch(cfg.batch_size, strategy)
-    train_data = load_clips(cfg, "train_data_paths")
-    valid_data = load_clips(cfg, "valid_data_paths")
-    if train_data.num_clips < batch:
-        raise UserInputError(f"--batch_size={cfg.batch_size} x {strategy.num_replicas_in_sync} "
-                             f"replica(s): the training data {cfg.train_data_paths!r} holds only "
-                             f"{train_data.num_clips} clips")
-    normalisation = training_normalisation(train_data, valid_data, cfg)
+    batch, train_data, valid_data, normalisation = training_clips(cfg, strategy)
 
     def dataset(start):
         clips = sn_dataset(train_data, cfg.total_length, batch, shuffle=True, seed=cfg.seed,
