@@ -122,16 +122,29 @@ def restore(model, path, frame_shape, flag="--pretrained_model"):
     """Load weights, optimizer state and counters of checkpoint ``path`` into ``model``,
     after checking it was written for the same architecture, channels and (with per-voxel
     peepholes) grid; ``frame_shape`` is (X, Y, Z, C) of the current run."""
+    def grid_and_channels(shape):
+        compared = slice(2, None) if model.peephole == "voxel" else slice(-1, None)
+        if list(shape[compared]) != list(((None, None) + tuple(frame_shape))[compared]):
+            return f"grid and channels: checkpoint {shape[2:]}, flags {list(frame_shape)}"
+
+    return restore_checked(model, path, flag, ARCHITECTURE + ("normalisation",),
+                           grid_and_channels)
+
+
+def restore_checked(model, path, flag, keys, shape_difference):
+    """Load checkpoint ``path`` into ``model`` after checking that its config agrees on
+    ``keys`` (a checkpoint without a normalisation counts as max-scaled) and that
+    ``shape_difference(input shape)`` finds none (None, or a phrase naming the difference);
+    otherwise UserInputError naming ``flag`` and every difference. Returns ``path``."""
     from tfastro.core.checkpoints import read_checkpoint_config
     stored, shape = read_checkpoint_config(path, flag)
     mine = model.get_config()
     stored = {"normalisation": {"kind": "max"}, **stored}  # checkpoints of before it was kept
     differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
-              for k in ARCHITECTURE + ("normalisation",) if stored.get(k) != mine[k]]
-    if shape is not None:
-        compared = slice(2, None) if model.peephole == "voxel" else slice(-1, None)
-        if list(shape[compared]) != list(((None, None) + tuple(frame_shape))[compared]):
-            differ.append(f"grid and channels: checkpoint {shape[2:]}, flags {list(frame_shape)}")
+              for k in keys if stored.get(k) != mine[k]]
+    shape_differs = shape is not None and shape_difference(shape)
+    if shape_differs:
+        differ.append(shape_differs)
     if differ:
         raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
                              + "; ".join(differ) + ")")
@@ -340,19 +353,11 @@ def build_unet(cfg, normalisation=None):
 def restore_unet(model, path, channels, flag="--pretrained_model"):
     """Load weights and optimizer state of checkpoint ``path`` into the U-Net ``model`` after
     checking it was written for the same architecture and ``channels``."""
-    from tfastro.core.checkpoints import read_checkpoint_config
-    stored, shape = read_checkpoint_config(path, flag)
-    mine = model.get_config()
-    stored = {"normalisation": {"kind": "max"}, **stored}
-    differ = [f"{k}: checkpoint {stored.get(k)!r}, flags {mine[k]!r}"
-              for k in UNET_ARCHITECTURE if stored.get(k) != mine[k]]
-    if shape is not None and shape[-1] != channels:
-        differ.append(f"channels: checkpoint {shape[-1]}, flags {channels}")
-    if differ:
-        raise UserInputError(f"{flag}: checkpoint {path!r} has another configuration ("
-                             + "; ".join(differ) + ")")
-    model.load_weights(path)
-    return path
+    def channels_differ(shape):
+        if shape[-1] != channels:
+            return f"channels: checkpoint {shape[-1]}, flags {channels}"
+
+    return restore_checked(model, path, flag, UNET_ARCHITECTURE, channels_differ)
 
 
 def train_unet(cfg, log=print):
