@@ -265,6 +265,11 @@ def test_numba_slabs_of_any_thread_count_give_the_same_grid(rng, monkeypatch):
         monkeypatch.setattr(MODULE, "_cores", lambda: cores)
         grids.append(mass_assignment(pos, N, L, "PCS", backend="numba"))
     np.testing.assert_array_equal(grids[0], grids[1])
+    for axis in range(3):  # a NaN coordinate is found by the thread owning the particle's row
+        bad = pos.copy()
+        bad[1500, axis] = np.nan
+        with pytest.raises(UserInputError, match="positions: expected finite"):
+            mass_assignment(bad, N, L, "PCS", backend="numba")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -16,7 +16,7 @@ weights; every scheme conserves the total mass.
 
 Round-off: x, its node and the offset from the node are computed in float64 (Pylians uses
 float32, whose error in x grows to ~1e-5 cells on a 256^3 grid), so a particle on a node or
-a cell edge is placed exactly; the grid is float32, as Pylians'.
+a cell edge is placed exactly; the weights, masses and grid are float32, as Pylians'.
 
 Backends (the same results to float32 round-off):
 - ``"numba"`` (default when numba is installed, the ``fast`` extra): one compiled pass over the
@@ -34,7 +34,7 @@ import os
 import numpy as np
 
 from tfastro.core.errors import UserInputError
-from tfastro.fields.checks import check_real_values
+from tfastro.fields.checks import all_finite, check_real_values
 
 try:
     from tfastro.fields import assignment_kernels
@@ -48,7 +48,6 @@ BACKENDS = ("numba", "tensorflow")
 _EXTRA_GRIDS_BYTES = 256 * 2**20  # memory for the extra grids of concurrent scatters
 
 _THREADED_UPDATES = 2**23  # node updates of a chunk worth a thread per core (numba backend)
-_THREADED_NODES = 27  # nodes per particle from which threads pay for their repeated scans
 
 
 def _axis_nodes_and_weights(x, grid_size, scheme):
@@ -178,7 +177,8 @@ def mass_assignment(positions, grid_size, box_size, scheme="CIC", weights=None, 
         grid = check_real_values(grid, "grid", allow_nonfinite)
         if tuple(grid.shape) != shape:
             raise UserInputError(f"grid must have shape {shape}, got {tuple(grid.shape)}")
-    chunks = _checked_chunks(positions, weights, int(chunk_size), allow_nonfinite)
+    chunks = _checked_chunks(positions, weights, int(chunk_size), allow_nonfinite,
+                             finite_positions=backend != "numba")
     if backend == "numba":
         return _assign_numba(chunks, shape, grid_size / float(box_size), scheme, grid)
     return _assign_tensorflow(chunks, shape, grid_size / float(box_size), scheme, grid,
@@ -203,48 +203,61 @@ def _array_or_tensor(values):
     return values if tf.is_tensor(values) else np.asarray(values)
 
 
-def _checked_chunks(positions, weights, chunk_size, allow_nonfinite):
+def _checked_chunks(positions, weights, chunk_size, allow_nonfinite, finite_positions=True):
     """Yield ``(positions, weights or None)`` chunks of at most ``chunk_size`` particles,
-    each checked: real positions, always finite; real weights, finite unless allowed."""
+    each checked: real positions, finite (unless ``finite_positions`` is False: the numba
+    kernel finds them); real weights, finite unless allowed."""
     for start in range(0, positions.shape[0], chunk_size):
-        chunk = check_real_values(positions[start:start + chunk_size], "positions")
+        chunk = check_real_values(positions[start:start + chunk_size], "positions",
+                                  allow_nonfinite=True)
+        if finite_positions and not all_finite(chunk):
+            raise _nonfinite_positions()
         chunk_weights = None if weights is None else check_real_values(
             weights[start:start + chunk_size], "weights", allow_nonfinite)
         yield chunk, chunk_weights
 
 
+def _nonfinite_positions():
+    return UserInputError("positions: expected finite values, found NaN or inf (such a "
+                          "particle has no node, whatever allow_nonfinite says)")
+
+
 def _assign_numba(chunks, shape, cells_per_length, scheme, grid):
     """The numba backend of :func:`mass_assignment`; float32 numpy grid of ``shape``.
 
-    A chunk of at least ``_THREADED_UPDATES`` node updates, k^d >= ``_THREADED_NODES`` per
-    particle (TSC and PCS in 3D), goes to one thread per core, each filling its own slab of
-    rows of the first axis: the calling thread takes the first slab, threads of a pool kept for
-    the process the others. Every thread scans all the particles' first coordinate, which
-    costs more than it saves for NGP and CIC (memory-bound, few nodes) and for small chunks
-    (waking a thread on a loaded machine); those stay on the calling thread.
+    A chunk of at least ``_THREADED_UPDATES`` node updates of TSC or PCS in 3D (27 or 64
+    nodes a particle: the schemes of ``SLAB_KERNELS``) goes to one thread per core, each
+    filling its own slab of rows of the first axis: the calling thread takes the first slab,
+    threads of a pool kept for the process the others. Every thread scans all the particles'
+    first coordinate, which costs more than it saves for NGP and CIC (memory-bound, few nodes)
+    and for small chunks (waking a thread on a loaded machine); those stay on the calling
+    thread, in a kernel without the row test.
     """
     out = np.zeros(int(np.prod(shape)), np.float32)
     if grid is not None:
         out[:] = np.ravel(np.asarray(grid))  # numpy array or tensor
-    kernel = assignment_kernels.KERNELS[scheme, len(shape)]
     updates_per_particle = (MAS_SCHEMES.index(scheme) + 1) ** len(shape)
-    no_masses = np.zeros(0)
+    slab_kernel = assignment_kernels.SLAB_KERNELS.get((scheme, len(shape)))
+    no_masses = np.zeros(0, np.float32)
     for chunk, chunk_weights in chunks:
-        threaded = (updates_per_particle >= _THREADED_NODES
-                    and len(chunk) * updates_per_particle >= _THREADED_UPDATES)
-        threads = min(_cores(), shape[0]) if threaded else 1
-        slabs = [(t * shape[0] // threads, (t + 1) * shape[0] // threads)
-                 for t in range(threads)]
         chunk = np.asarray(chunk)
         if chunk.dtype not in (np.float32, np.float64):
             chunk = chunk.astype(np.float64)
         chunk = np.ascontiguousarray(chunk)
-        masses = no_masses if chunk_weights is None else np.asarray(chunk_weights, np.float64)
-        others = [_slab_pool().submit(kernel, chunk, masses, shape[0], cells_per_length, out,
-                                      rows) for rows in slabs[1:]]
-        kernel(chunk, masses, shape[0], cells_per_length, out, slabs[0])
-        for other in others:
-            other.result()
+        masses = no_masses if chunk_weights is None else np.asarray(chunk_weights, np.float32)
+        arguments = (chunk, masses, shape[0], cells_per_length, out)
+        threads = min(_cores(), shape[0])
+        if slab_kernel is None or threads == 1 \
+                or len(chunk) * updates_per_particle < _THREADED_UPDATES:
+            nonfinite = assignment_kernels.KERNELS[scheme, len(shape)](*arguments)
+        else:
+            slabs = [(t * shape[0] // threads, (t + 1) * shape[0] // threads)
+                     for t in range(threads)]
+            others = [_slab_pool().submit(slab_kernel, *arguments, rows) for rows in slabs[1:]]
+            nonfinite = slab_kernel(*arguments, slabs[0])
+            nonfinite += sum(other.result() for other in others)
+        if nonfinite:
+            raise _nonfinite_positions()
     return out.reshape(shape)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from tfastro.core.errors import UserInputError
 
-__all__ = ["check_real_values"]
+__all__ = ["all_finite", "check_real_values"]
 
 
 def check_real_values(values, name, allow_nonfinite=False):
@@ -26,26 +26,38 @@ def check_real_values(values, name, allow_nonfinite=False):
     Raises:
       UserInputError: naming ``name``, for complex, non-numeric or non-finite values.
     """
-    tf = sys.modules.get("tensorflow")  # a tensor exists only once TensorFlow is imported
-    if tf is not None and tf.is_tensor(values):
+    tf = _tensorflow_of(values)
+    if tf is not None:
         dtype = values.dtype
         if dtype.is_complex or not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
             raise UserInputError(f"{name}: expected real values, got dtype {dtype.name}")
-        if not (allow_nonfinite or dtype.is_integer or dtype.is_bool
-                or bool(tf.reduce_all(tf.math.is_finite(values)))):
-            raise _nonfinite(name)
-        return values
-    values = np.asarray(values)
-    if values.dtype.kind not in "biuf":
-        raise UserInputError(f"{name}: expected real values, got dtype {values.dtype}")
+    else:
+        values = np.asarray(values)
+        if values.dtype.kind not in "biuf":
+            raise UserInputError(f"{name}: expected real values, got dtype {values.dtype}")
+    if not (allow_nonfinite or all_finite(values)):
+        raise _nonfinite(name)
+    return values
+
+
+def all_finite(values):
+    """Whether every value of a real numpy array or tf.Tensor is finite."""
+    tf = _tensorflow_of(values)
+    if tf is not None:
+        return not values.dtype.is_floating or bool(tf.reduce_all(tf.math.is_finite(values)))
+    if values.dtype.kind != "f":
+        return True
     # A finite sum proves every value finite without a mask of the array's size; a non-finite
     # sum (NaN/inf, or overflow of huge values) is confirmed value by value.
-    if not allow_nonfinite and values.dtype.kind == "f":
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite_sum = np.isfinite(values.sum())
-        if not finite_sum and not np.isfinite(values).all():
-            raise _nonfinite(name)
-    return values
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(values.sum()) or np.isfinite(values).all())
+
+
+def _tensorflow_of(values):
+    """The tensorflow module if ``values`` is a tensor (one exists only once TensorFlow is
+    imported), else None."""
+    tf = sys.modules.get("tensorflow")
+    return tf if tf is not None and tf.is_tensor(values) else None
 
 
 def _nonfinite(name):
