@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from tfastro.core import atomic
 from tfastro.core.checkpoints import read_run_state
-from tfastro.core.loops import (TrainingDiverged, epoch_seed, iteration, train_epochs,
-                                train_iterations)
+from tfastro.core.loops import (Plateau, TrainingDiverged, epoch_seed, iteration,
+                                train_epochs, train_iterations)
 
 WEIGHTS = np.array([[1.0], [-2.0], [0.5]], np.float32)
 
@@ -155,9 +155,46 @@ def test_validation_epochs_of_test_interval_iterations(tmp_path):
     np.testing.assert_allclose(seen[-1], final, rtol=1e-4)
     assert seen[-1] < seen[0]  # training on the planted weights lowers the validation loss
     resumed = Recorder()
-    resumed.run(_config(tmp_path, max_iterations=7, test_interval=2), validation=validation)
+    resumed.run(_config(tmp_path, max_iterations=9, test_interval=2), validation=validation)
     assert [line.split()[-1] for line in resumed.lines if line.startswith("validation")] \
-        == ["7"]  # epochs count from the starting iteration
+        == ["6", "8", "9"]  # where an uninterrupted run validates
+
+
+@pytest.mark.parametrize("number", [3, 4])
+def test_learning_rate_plateau_resumes_where_the_uninterrupted_run_lowers_it(
+        tmp_path, monkeypatch, number):
+    """A plateau of patience 1 that no loss beats after the first validation halves the rate
+    at every later validation (iterations 4 and 6): killed at ckpt-3 (inside an epoch) or at
+    ckpt-4 (written after that validation), the resumed run validates and lowers the rate at
+    the same iterations and ends with the uninterrupted run's state."""
+    validation = _dataset(1000).take(2)
+    plateau = Plateau(factor=0.5, patience=1, min_delta=1e9)
+    options = dict(max_iterations=6, test_interval=2, keep_checkpoints=9)
+
+    def run(recorder, cfg):
+        return recorder.run(cfg, validation=validation, plateau=plateau)
+
+    whole = Recorder()
+    reference = run(whole, _config(tmp_path / "whole", **options))
+    lowered = [line for line in whole.lines if "learning rate" in line]
+    assert [line.split(":")[0] for line in lowered] == ["learning rate 0.05 -> 0.025",
+                                                        "learning rate 0.025 -> 0.0125"]
+    np.testing.assert_allclose(float(reference.optimizer.learning_rate.numpy()), 0.0125)
+    cfg = _config(tmp_path / "killed", **options)
+    killed, resumed = Recorder(), Recorder()
+    with monkeypatch.context() as patch:
+        kill_at_write(patch, number)
+        with pytest.raises(Killed):
+            run(killed, cfg)
+    model = run(resumed, cfg)
+    # resumed from ckpt-2 (after the validation at 2) or ckpt-3 (inside the second epoch)
+    assert [line.split()[-1] for line in resumed.lines if line.startswith("validation loss ")] \
+        == ["4", "6"]
+    assert [line for line in resumed.lines if "learning rate" in line] == lowered
+    for a, b in zip(_state(reference), _state(model), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert read_run_state(os.path.join(cfg.save_dir, "ckpt-6.keras"), "") == \
+        read_run_state(os.path.join(tmp_path / "whole" / "ckpt", "ckpt-6.keras"), "")
 
 
 def test_last_iteration_is_saved_and_a_changed_lr_applied_on_resume(tmp_path):

@@ -234,6 +234,33 @@ def test_shuffled_epochs_visit_every_centre_once(grids):
     assert not np.array_equal(epochs[0], epochs[1])
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_stream_started_at_a_sample_is_the_rest_of_the_stream_from_zero(grids, weighted):
+    """What a resumed dm2gal run relies on: the samples from sample 17 on (past a shuffled
+    epoch of 13; past two chunks of 8 weighted draws), rotations included, are those of the
+    stream from 0."""
+    inputs, target = grids
+    centres = _centres(13)
+    weights = np.arange(1.0, 14.0) if weighted else None
+
+    def samples(first, count):
+        ds = window_dataset(inputs, target, centres, W, batch_size=1, weights=weights, seed=6,
+                            first_sample=first)
+        return list(ds.take(count).as_numpy_iterator())
+
+    whole, rest = samples(0, 30), samples(17, 13)
+    for (a, u), (b, v) in zip(whole[17:], rest, strict=True):
+        np.testing.assert_array_equal(b, a)
+        np.testing.assert_array_equal(v, u)
+    if weighted:
+        def draws(first):
+            return list(weighted_index_dataset(weights, seed=6, num_samples=30, chunk=8,
+                                               first_sample=first).as_numpy_iterator())
+        assert draws(17) == draws(0)[17:]
+    with pytest.raises(ValueError, match="first_sample=-1"):
+        window_dataset(inputs, target, centres, W, first_sample=-1)
+
+
 def test_window_leaving_the_grid_is_named(grids):
     inputs, target = grids
     centres = np.array([[10, 10, 10], [3, 12, 12]])

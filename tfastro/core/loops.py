@@ -6,7 +6,8 @@ else ``pretrained_model``, else afresh; ``fresh_start`` replaces save_dir's chec
 the new run has written its first. A checkpoint of another kind of model, or one that cannot
 be loaded, is refused in one line naming it. A ``--lr`` other than the one the checkpoint was
 trained with is set on the restored optimizers (and logged). Every checkpoint records the
-run's ``--lr`` and, for the epoch loop, the early-stopping state, inside its one atomic write.
+run's ``--lr`` and what decides the later steps (the iteration loop's learning-rate
+:class:`Plateau`, the epoch loop's early stopping) inside its one atomic write.
 
 Divergence guard: a non-finite training or validation loss, or non-finite weights when a
 checkpoint is due, stops the run with :class:`TrainingDiverged` (a UserInputError: one line,
@@ -17,7 +18,8 @@ Iteration loop (:func:`train_iterations`: supernova, multifield, dm2gal). Traini
 ``max_iterations`` iterations. Every ``display_interval`` iterations a line is logged, every
 ``snapshot_interval`` (and at ``max_iterations``) a checkpoint written (the
 ``keep_checkpoints`` newest kept), every ``test_interval`` the model evaluated into
-``<gen_frm_dir>/<iteration>/`` or, with validation data, validated. A case supplies small
+``<gen_frm_dir>/<iteration>/`` or, with validation data, validated (a resumed run validates at
+the same iterations as an uninterrupted one). A case supplies small
 callables: build its model, restore-check a checkpoint, its data from a given iteration on.
 
 Epoch loop (:func:`train_epochs`: turbulence, prestellar), early stopping that survives
@@ -27,6 +29,7 @@ every epoch a checkpoint is written (complete model, optimizer state, step count
 early-stopping state (iteration, epochs done, best validation loss, its epoch, epochs waited,
 finished, the best epoch's weights) and the states of the dropout generators. Training ends on the best epoch's weights, written to ``<save_dir>/best.keras``.
 """
+import dataclasses
 import os
 import time
 from datetime import datetime
@@ -116,11 +119,38 @@ def _restore(restore, model, path, flag, what, cfg, log):
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
     state = read_run_state(path, flag) or {}
     _apply_learning_rate(model, cfg.lr, state.get("lr"), log)
+    return state
+
+
+@dataclasses.dataclass(frozen=True)
+class Plateau:
+    """Lower the learning rate by ``factor`` after ``patience`` validations in a row whose loss
+    is not below the best by more than ``min_delta`` (the rule of Keras' ReduceLROnPlateau),
+    its state (best loss, validations waited) kept in every checkpoint, so that a resumed run
+    lowers the rate where the uninterrupted one does."""
+    factor: float = 0.1
+    patience: int = 5
+    min_delta: float = 1e-4
+
+    def update(self, state, loss, model, log):
+        """Count validation loss ``loss`` into ``state`` ({"best", "wait"}, updated in place)
+        and lower the rate of ``model``'s optimizers when the patience runs out."""
+        if loss < state["best"] - self.min_delta:
+            state.update(best=float(loss), wait=0)
+            return
+        state["wait"] += 1
+        if state["wait"] >= self.patience:
+            state["wait"] = 0
+            for optimizer in _optimizers(model):
+                rate = float(np.asarray(optimizer.learning_rate))
+                optimizer.learning_rate.assign(rate * self.factor)
+                log(f"learning rate {rate:g} -> {rate * self.factor:g}: the validation loss "
+                    f"did not improve on {state['best']:.5g} for {self.patience} validations")
 
 
 def train_iterations(cfg, strategy, build, restore, dataset, describe, display, *,
-                     iterations_of=iteration, test=None, validation=None, callbacks=(),
-                     what="the flags", log=print):
+                     iterations_of=iteration, test=None, validation=None, plateau=None,
+                     callbacks=(), what="the flags", log=print):
     """Train the model of ``build`` up to ``cfg.max_iterations`` (the iteration loop of the
     module docstring); returns the model.
 
@@ -143,21 +173,24 @@ def train_iterations(cfg, strategy, build, restore, dataset, describe, display, 
       iterations_of: ``model -> int``, iterations done (default: its optimizer's steps).
       test: ``(model, out_dir) -> None``, an evaluation written into ``out_dir`` =
         ``<gen_frm_dir>/<iteration>`` every ``test_interval`` iterations.
-      validation: a validation dataset: Keras epochs are then ``test_interval`` iterations
-        long (the first from the starting iteration; the last ends at max_iterations), each
-        ending with the validation loss, logged and seen by ``callbacks`` (e.g.
-        ReduceLROnPlateau).
+      validation: a validation dataset, evaluated every ``test_interval`` iterations and at
+        ``max_iterations`` (Keras epochs end there, also in a resumed run), its loss logged
+        and seen by ``plateau`` and ``callbacks``; a checkpoint due at such an iteration is
+        written after the validation.
+      plateau: a :class:`Plateau` lowering the learning rate on the validation loss.
       callbacks: further Keras callbacks of ``fit``.
       what: the flags that choose the model, for the refusal of another model's checkpoint.
     """
     from tfastro.core.checkpoints import save_dir_lock
+    if plateau is not None and validation is None:
+        raise ValueError("plateau: needs a validation dataset")
     with save_dir_lock(cfg.save_dir, log):
         return _train_iterations(cfg, strategy, build, restore, dataset, describe, display,
-                                 iterations_of, test, validation, callbacks, what, log)
+                                 iterations_of, test, validation, plateau, callbacks, what, log)
 
 
 def _train_iterations(cfg, strategy, build, restore, dataset, describe, display, iterations_of,
-                      test, validation, callbacks, what, log):
+                      test, validation, plateau, callbacks, what, log):
     import keras
 
     from tfastro.core.checkpoints import RunCheckpoints, results_dir
@@ -167,8 +200,9 @@ def _train_iterations(cfg, strategy, build, restore, dataset, describe, display,
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         model = build()
+    state = {}
     if checkpoint:
-        _restore(restore, model, checkpoint, flag, what, cfg, log)
+        state = _restore(restore, model, checkpoint, flag, what, cfg, log)
         log(f"{'starting' if flag == '--pretrained_model' else 'resuming'} from {checkpoint}")
     start = iterations_of(model)
     log(describe(model, start))
@@ -176,9 +210,23 @@ def _train_iterations(cfg, strategy, build, restore, dataset, describe, display,
         log(f"already at iteration {start} >= --max_iterations={cfg.max_iterations}: "
             "nothing to train")
         return model
+    resumed = flag != "--pretrained_model" and state.get("plateau")
+    plateau_state = dict(resumed) if resumed else {"best": np.inf, "wait": 0}
+
+    def save(itr):
+        _check_finite_weights(model, f"iteration {itr}", checkpoints)
+        run_state = {"lr": cfg.lr}
+        if plateau is not None:
+            run_state["plateau"] = plateau_state
+        log(f"saved {checkpoints.save(model, itr, run_state)}")
+
+    def validated(itr):
+        return validation is not None and (itr % cfg.test_interval == 0
+                                           or itr >= cfg.max_iterations)
 
     class Intervals(keras.callbacks.Callback):
         itr = start
+        save_after_validation = False
 
         def on_train_batch_end(self, batch, logs=None):
             self.itr = itr = self.itr + 1
@@ -186,30 +234,54 @@ def _train_iterations(cfg, strategy, build, restore, dataset, describe, display,
             if itr % cfg.display_interval == 0:
                 log(f"{_timestamp()} itr: {itr}{display(logs, itr - start)}")
             if itr % cfg.snapshot_interval == 0 or itr >= cfg.max_iterations:
-                _check_finite_weights(model, f"iteration {itr}", checkpoints)
-                log(f"saved {checkpoints.save(model, itr, {'lr': cfg.lr})}")
+                if validated(itr):
+                    self.save_after_validation = True
+                else:
+                    save(itr)
             if test is not None and itr % cfg.test_interval == 0:
                 test(model, results_dir(cfg.gen_frm_dir, itr))
             if itr >= cfg.max_iterations:
                 model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
-            if validation is not None:
-                _check_finite({"val_loss": logs["val_loss"]}, f"iteration {self.itr}",
-                              checkpoints)
-                log(f"validation loss {logs['val_loss']:.5f} at iteration {self.itr}")
+            if validation is None:
+                return
+            loss = logs["val_loss"]
+            _check_finite({"val_loss": loss}, f"iteration {self.itr}", checkpoints)
+            log(f"validation loss {loss:.5f} at iteration {self.itr}")
+            if plateau is not None:
+                plateau.update(plateau_state, loss, model, log)
+            if self.save_after_validation:
+                self.save_after_validation = False
+                save(self.itr)
 
-    if validation is None:
-        epochs = dict(epochs=1, steps_per_epoch=cfg.max_iterations - start)
-    else:
-        epochs = dict(validation_data=validation, initial_epoch=start // cfg.test_interval,
-                      epochs=-(-cfg.max_iterations // cfg.test_interval),
-                      steps_per_epoch=cfg.test_interval)
     began = time.time()
-    model.fit(dataset(start), verbose=0, shuffle=False, callbacks=[Intervals(), *callbacks],
-              **epochs)
+    intervals = Intervals()
+    for first, epochs in _fits(start, cfg.max_iterations,
+                               cfg.test_interval if validation is not None else None):
+        model.fit(dataset(first), validation_data=validation, verbose=0, shuffle=False,
+                  callbacks=[*callbacks, intervals], **epochs)
     log(f"trained iterations {start + 1}..{cfg.max_iterations} in {time.time() - began:.1f} s")
     return model
+
+
+def _fits(start, stop, interval):
+    """``[(first iteration, fit's epoch arguments)]`` training iterations start + 1 .. stop:
+    one Keras epoch without validation (``interval`` None), else epochs ending at the multiples
+    of ``interval`` and at ``stop`` (the last is cut short there), a resumed run's first one
+    in a fit of its own if it starts between two multiples."""
+    if interval is None:
+        return [(start, dict(epochs=1, steps_per_epoch=stop - start))]
+    fits = []
+    epoch = start // interval
+    if start % interval:
+        fits.append((start, dict(initial_epoch=epoch, epochs=epoch + 1,
+                                 steps_per_epoch=min((epoch + 1) * interval, stop) - start)))
+        start, epoch = (epoch + 1) * interval, epoch + 1
+    if start < stop:
+        fits.append((start, dict(initial_epoch=epoch, epochs=-(-stop // interval),
+                                 steps_per_epoch=interval)))
+    return fits
 
 
 def load_checkpoint(path, flag, expected, what, signature=shapes):

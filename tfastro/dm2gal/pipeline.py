@@ -198,13 +198,14 @@ def weighted_sample_indices(weights, n, seed=0):
     return np.random.default_rng(seed).choice(p.size, size=int(n), replace=True, p=p)
 
 
-def weighted_index_dataset(weights, seed=0, num_samples=None, chunk=256):
+def weighted_index_dataset(weights, seed=0, num_samples=None, chunk=256, first_sample=0):
     """A ``tf.data`` stream of int64 sample indices drawn with replacement with probability
     ∝ ``weights`` (``tf.random.stateless_categorical`` over log weights, ``chunk`` draws per
     call, seeded by (seed, chunk number): the same seed, the same stream).
 
     Args:
       num_samples: stop after this many indices (None: endless).
+      first_sample: start the stream at this draw (the same indices from there on).
     """
     with np.errstate(divide="ignore"):  # zero weight -> logit -inf, never drawn
         logits = tf.constant(np.log(_probabilities(weights))[None], tf.float64)
@@ -213,11 +214,9 @@ def weighted_index_dataset(weights, seed=0, num_samples=None, chunk=256):
         seed_pair = tf.stack([tf.constant(seed, tf.int64), step])
         return tf.random.stateless_categorical(logits, chunk, seed_pair, dtype=tf.int64)[0]
 
-    ds = tf.data.Dataset.counter()
-    if num_samples is not None:
-        ds = ds.take(-(-int(num_samples) // chunk))
-    ds = ds.map(draw).unbatch()
-    return ds if num_samples is None else ds.take(int(num_samples))
+    first_chunk, skip = divmod(int(first_sample), chunk)
+    ds = tf.data.Dataset.counter(first_chunk).map(draw).unbatch().skip(skip)
+    return ds if num_samples is None else ds.take(int(num_samples) - int(first_sample))
 
 
 def _check_grids(inputs, target):
@@ -230,12 +229,13 @@ def _check_grids(inputs, target):
 
 
 def window_dataset(inputs, target, centres, window=65, batch_size=32, weights=None,
-                   augment=True, shuffle=True, seed=0, repeat=True):
+                   augment=True, shuffle=True, seed=0, repeat=True, first_sample=0):
     """Streamed batches of (input window, centre target) samples.
 
     Sample indices are drawn first (weighted with replacement via
     :func:`weighted_index_dataset` when ``weights`` are given, otherwise each centre once per
-    epoch, shuffled anew every epoch when ``shuffle``); each window is then sliced out of the
+    epoch, in an order drawn from (seed, epoch) when ``shuffle``); each window is then sliced
+    out of the
     (memory-mapped) arrays in a ``tf.numpy_function``, so windows are never all materialised,
     and, when ``augment``, turned by a random one of the 24 rotations
     (:data:`~tfastro.core.symmetries.CUBE_ROTATIONS`, the same for every channel, seeded by
@@ -254,6 +254,9 @@ def window_dataset(inputs, target, centres, window=65, batch_size=32, weights=No
       seed: seed of the shuffle, the weighted draws and the rotations.
       repeat: endless stream (batches of exactly ``batch_size``); otherwise one epoch of M
         samples, the last batch possibly smaller.
+      first_sample: start at this sample of the stream: the samples (windows, rotations) that
+        the stream from 0 has from there on, so that a resumed run sees what an uninterrupted
+        one would.
     Returns:
       dataset of ``(windows, targets)``: float32 ``(B, window, window, window, C)`` and float32
       ``(B, 1)``, prefetched.
@@ -294,14 +297,34 @@ def window_dataset(inputs, target, centres, window=65, batch_size=32, weights=No
             cube = transform_tf(cube, k, CUBE_ROTATIONS, axes=(0, 1, 2))
         return cube, value
 
+    if int(first_sample) != first_sample or first_sample < 0 \
+            or (not repeat and first_sample > len(centres)):
+        raise ValueError(f"first_sample={first_sample}: expected a sample number of the stream")
+    first_sample = int(first_sample)
     if weights is not None:
-        ds = weighted_index_dataset(weights, seed, None if repeat else len(centres))
+        ds = weighted_index_dataset(weights, seed, None if repeat else len(centres),
+                                    first_sample=first_sample)
     else:
-        ds = tf.data.Dataset.range(len(centres))
-        if shuffle:
-            ds = ds.shuffle(len(centres), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-    ds = ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = _epoch_orders(len(centres), seed, shuffle, first_sample // len(centres))
+        ds = ds.skip(first_sample % len(centres))
+        if not repeat:
+            ds = ds.take(len(centres) - first_sample)
+    ds = ds.enumerate(first_sample).map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=True)
     ds = ds.batch(int(batch_size), drop_remainder=repeat)
+    if not repeat:  # known to Keras, which otherwise warns at the end of the first pass
+        ds = ds.apply(tf.data.experimental.assert_cardinality(
+            -(-(len(centres) - first_sample) // int(batch_size))))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_orders(m, seed, shuffle, first_epoch):
+    """Endless int64 stream of the indices 0..m-1, epoch after epoch from ``first_epoch``, each
+    epoch in the order drawn from (seed, epoch) when ``shuffle``."""
+    def order(epoch):
+        indices = tf.range(m, dtype=tf.int64)
+        if shuffle:
+            indices = tf.random.experimental.stateless_shuffle(
+                indices, tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(indices)
+    return tf.data.Dataset.counter(first_epoch).flat_map(order)

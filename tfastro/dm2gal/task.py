@@ -38,7 +38,7 @@ import os
 
 import numpy as np
 
-from tfastro.core.atomic import write_json
+from tfastro.core.atomic import save_npy, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.dm2gal.config import bispectrum_k, validate_config
 
@@ -270,7 +270,7 @@ def evaluate(model, fields, centres, cfg, out_dir, log=print):
     statistics["stitch"] = cfg.stitch
     for name, cube in (("target", target), ("prediction", prediction), ("hod", hod)):
         if cube is not None:
-            np.save(os.path.join(out_dir, f"{name}.npy"), cube)
+            save_npy(os.path.join(out_dir, f"{name}.npy"), cube)
     for name, value in (("scores", scores), ("statistics", statistics)):
         write_json(os.path.join(out_dir, f"{name}.json"), value)
     label = f" (stitched: {cfg.stitch})"
@@ -289,11 +289,9 @@ def evaluate(model, fields, centres, cfg, out_dir, log=print):
 
 def train(cfg, log=print):
     """Train (resuming from save_dir), snapshot, validate, then evaluate on the test region."""
-    import keras
-
     from tfastro.core.checkpoints import results_dir, worker_strategy
     from tfastro.core.distribute import even_global_batch, global_batch, shard_by_data
-    from tfastro.core.loops import iteration, train_iterations
+    from tfastro.core.loops import Plateau, iteration, train_iterations
     from tfastro.dm2gal.pipeline import mass_bin_weights, window_dataset
 
     validate_config(cfg)
@@ -312,17 +310,17 @@ def train(cfg, log=print):
                 f"validation, {len(centres['test'])} test centres; iteration {start}; "
                 f"{strategy.num_replicas_in_sync} replica(s)")
 
-    def dataset(start):
+    def dataset(start):  # the stream of an uninterrupted run from iteration `start` on
+        batch = global_batch(cfg.batch_size, strategy)
         return shard_by_data(window_dataset(
-            fields["inputs"], fields["target"], centres["train"], cfg.window,
-            global_batch(cfg.batch_size, strategy), seed=cfg.seed + start,
+            fields["inputs"], fields["target"], centres["train"], cfg.window, batch,
+            seed=cfg.seed, first_sample=start * batch,
             weights=mass_bin_weights(train_targets) if cfg.weighted_sampling else None))
 
     model = train_iterations(
         cfg, strategy, lambda: build_model(cfg, fields["stats"]), restore, dataset, describe,
         display=lambda logs, steps: f"  loss {logs['loss']:.5f}", validation=validation,
-        callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=5)],
-        log=log)
+        plateau=Plateau(factor=0.1, patience=5), log=log)
     evaluate(model, fields, centres, cfg, results_dir(cfg.gen_frm_dir, iteration(model)), log)
     return model
 
