@@ -75,7 +75,11 @@ def _dm2gal(root):
     from tfastro.dm2gal.task import run
     write_synthetic_tng(root / "tng", TNGSyntheticParams(grid=GRID, particles_per_side=64,
                                                          seed=2))
-    return run, lambda out: small_config(out, root / "tng", field_dir=str(root / "fields"))
+    # a checkpoint every iteration, validations at 2, 4 and 5: write 3 resumes from ckpt-2
+    # (written after its validation), write 4 from ckpt-3 (inside an epoch)
+    return run, lambda out: small_config(out, root / "tng", field_dir=str(root / "fields"),
+                                         max_iterations=5, snapshot_interval=1,
+                                         keep_checkpoints=9, weighted_sampling=True)
 
 
 CASES = {"supernova": _supernova, "multifield": _multifield, "turbulence": _turbulence,
@@ -91,11 +95,12 @@ def _model_of(result):
     ("prestellar", 2),
     *[pytest.param(case, write, marks=pytest.mark.slow) for case, write in [
         ("supernova", 1), ("supernova", 2), ("multifield", 1), ("multifield", 2), ("turbulence", 1),
-        ("turbulence", 3), ("turbulence", 4), ("prestellar", 1), ("prestellar", 4)]]])
+        ("turbulence", 3), ("turbulence", 4), ("prestellar", 1), ("prestellar", 4), ("dm2gal", 3),
+        ("dm2gal", 4)]]])
 def test_run_killed_at_a_write_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch, case,
                                                                 write):
-    """Iteration cases write ckpt-2, ckpt-3; epoch cases a checkpoint per epoch, then
-    best.keras."""
+    """Iteration cases write ckpt-2, ckpt-3 (dm2gal ckpt-1 .. ckpt-5); epoch cases a
+    checkpoint per epoch, then best.keras."""
     run, config = CASES[case](tmp_path)
     train = _train(case, run)
     reference = train(config(tmp_path / "whole"))
@@ -140,21 +145,29 @@ def test_diverging_run_stops_in_one_line_and_reports_nothing(tmp_path):
     assert not os.path.exists(cfg.save_dir) and not os.path.exists(cfg.gen_frm_dir)
 
 
-@pytest.mark.slow
-def test_dm2gal_killed_run_loses_nothing(tmp_path, monkeypatch):
-    """dm2gal draws the windows of a resumed run from a new stream, so its reference is the
-    run stopped in order at the kept checkpoint (iteration 2) and resumed."""
-    run, config = _dm2gal(tmp_path)
-    train = _train("dm2gal", run)
-    stopped = config(tmp_path / "stopped")
-    train(dataclasses.replace(stopped, max_iterations=2))
-    reference = train(stopped)
-    cfg = config(tmp_path / "killed")
-    with monkeypatch.context() as patch:
-        kill_at_write(patch, 2)
-        with pytest.raises(Killed):
-            train(cfg)
-    _assert_same(train(cfg), reference)
+def test_every_file_of_a_run_is_written_atomically(tmp_path, monkeypatch):
+    """A prestellar run (training, checkpoints, evaluation arrays, figures, reports): every
+    file it leaves was renamed onto its name from a ``.partial`` file (what a kill cannot leave
+    half written), and no ``.partial`` file stays."""
+    from tfastro.core.atomic import PARTIAL
+    run, config = _prestellar(tmp_path)
+    cfg = config(tmp_path)
+    renamed = {}
+    replace = os.replace
+
+    def recording_replace(source, destination):
+        renamed[os.path.abspath(destination)] = os.fspath(source)
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    run(cfg, log=lambda *a: None)
+    written = [os.path.join(folder, name) for top in (cfg.save_dir, cfg.gen_frm_dir)
+               for folder, _, names in os.walk(top) for name in names]
+    assert {os.path.splitext(path)[1] for path in written} >= {".keras", ".npy", ".png",
+                                                                ".json"}
+    for path in written:
+        assert PARTIAL.search(renamed.get(os.path.abspath(path), "")), path
+        assert not PARTIAL.search(path)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfastro.core import atomic
+from tfastro.core import atomic, checkpoints
 from tfastro.core.checkpoints import (LOCK_FILE, RunCheckpoints, check_model_class,
                                       evaluation_checkpoint, list_checkpoints, read_run_state,
                                       save_checkpoint, save_dir_lock)
@@ -30,19 +30,21 @@ def _names(folder):
 
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
+    """Ctrl-C in the middle of a write: the old file stays, the half-written one is removed
+    (a kill, which nothing can catch, leaves it for the save_dir lock to clear)."""
     path = str(tmp_path / "metrics.json")
     atomic.write_json(path, {"mse": 1.0})
 
     def interrupted(partial):
         with open(partial, "w") as f:
             f.write('{"ms')
-        raise KeyboardInterrupt  # a kill in the middle of writing
+        raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         atomic.write_atomically(path, interrupted)
     with open(path) as f:
         assert json.load(f) == {"mse": 1.0}
-    assert _names(tmp_path) == ["metrics.json", "metrics.partial.json"]
+    assert _names(tmp_path) == ["metrics.json"]
 
 
 def test_checkpoint_holds_the_run_state(tmp_path):
@@ -65,7 +67,8 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     lines = []
     with save_dir_lock(save_dir, lines.append):
         with open(os.path.join(save_dir, LOCK_FILE)) as f:
-            assert json.load(f) == {"pid": os.getpid(), "host": socket.gethostname()}
+            assert json.load(f) == {"pid": os.getpid(), "host": socket.gethostname(),
+                                    "started": checkpoints._process_start(os.getpid())}
         with pytest.raises(UserInputError, match=rf"--save_dir='{save_dir}': in use by pid "
                                                  rf"{os.getpid()} on host"):
             with save_dir_lock(save_dir, lines.append):
@@ -85,6 +88,14 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     assert f"warning: taking over {save_dir}/{LOCK_FILE} of pid {pid}, which is no longer " \
            "running" in lines
     assert any(line.startswith("removed ckpt-3.partial.keras") for line in lines)
+
+    # this process's pid, held by an earlier process (a restarted container): taken over
+    with open(os.path.join(save_dir, LOCK_FILE), "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": 1}, f)
+    with save_dir_lock(save_dir, lines.append):
+        pass
+    assert f"warning: taking over {save_dir}/{LOCK_FILE} of pid {os.getpid()}, which is no " \
+           "longer running" in lines
 
     with open(os.path.join(save_dir, LOCK_FILE), "w") as f:  # cannot be checked from here
         json.dump({"pid": pid, "host": "another-host"}, f)

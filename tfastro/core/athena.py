@@ -31,6 +31,7 @@ import os
 import h5py
 import numpy as np
 
+from tfastro.core.atomic import write_atomically
 from tfastro.core.errors import UserInputError
 
 __all__ = ["DENSITY_VARIABLES", "COSMIC_RAY_ENERGY_VARIABLES", "athdf_variables", "read_athdf",
@@ -303,24 +304,26 @@ def write_athdf(path, datasets, *, block, time=0.0, cycle=0, box=((-0.5, 0.5),) 
             return np.asarray(blocks, dtype=dtype)
     names = [n for variables in datasets.values() for n in variables]
     stored_block = np.asarray(block) + 2 * ghost_zones
-    with h5py.File(path, "w") as handle:
-        handle.attrs["NumCycles"] = np.int32(cycle)
-        handle.attrs["Time"] = np.float64(time)
-        if mesh_data:
-            handle.attrs["Coordinates"] = np.bytes_("cartesian")
-            for axis, (low, high) in enumerate(box, start=1):
-                handle.attrs[f"RootGridX{axis}"] = np.array([low, high, 1.0])
-            handle.attrs["RootGridSize"] = shape[::-1].astype(np.int32)
-            handle.attrs["NumMeshBlocks"] = np.int32(len(locations))
-            handle.attrs["MeshBlockSize"] = stored_block[::-1].astype(np.int32)
-            handle.attrs["MaxLevel"] = np.int32(0)
-        handle.attrs["NumVariables"] = np.array([len(v) for v in datasets.values()], np.int32)
-        handle.attrs["DatasetNames"] = np.array([d.encode() for d in datasets])
-        handle.attrs["VariableNames"] = np.array([n.encode() for n in names])
-        for dataset, variables in datasets.items():
-            handle[dataset] = np.stack([encode(_blocks(c, block, locations, ghost_zones))
-                                        for c in variables.values()])
-        handle["Levels"] = (np.zeros(len(locations), np.int32) if levels is None
-                            else np.asarray(levels, np.int32))
-        handle["LogicalLocations"] = locations
-    return path
+
+    def write(partial):
+        with h5py.File(partial, "w") as handle:
+            handle.attrs["NumCycles"] = np.int32(cycle)
+            handle.attrs["Time"] = np.float64(time)
+            if mesh_data:
+                handle.attrs["Coordinates"] = np.bytes_("cartesian")
+                for axis, (low, high) in enumerate(box, start=1):
+                    handle.attrs[f"RootGridX{axis}"] = np.array([low, high, 1.0])
+                handle.attrs["RootGridSize"] = shape[::-1].astype(np.int32)
+                handle.attrs["NumMeshBlocks"] = np.int32(len(locations))
+                handle.attrs["MeshBlockSize"] = stored_block[::-1].astype(np.int32)
+                handle.attrs["MaxLevel"] = np.int32(0)
+            handle.attrs["NumVariables"] = np.array([len(v) for v in datasets.values()], np.int32)
+            handle.attrs["DatasetNames"] = np.array([d.encode() for d in datasets])
+            handle.attrs["VariableNames"] = np.array([n.encode() for n in names])
+            for dataset, variables in datasets.items():
+                handle[dataset] = np.stack([encode(_blocks(c, block, locations, ghost_zones))
+                                            for c in variables.values()])
+            handle["Levels"] = (np.zeros(len(locations), np.int32) if levels is None
+                                else np.asarray(levels, np.int32))
+            handle["LogicalLocations"] = locations
+    return write_atomically(path, write)

@@ -1,8 +1,12 @@
 """Writes a kill cannot leave half done: the file is written under a temporary name in the same
-folder (``<stem>.partial<suffix>``), flushed to disk, then renamed onto its name."""
+folder (``<stem>.partial<suffix>``), flushed to disk, then renamed onto its name. Every file
+the library writes goes through :func:`write_atomically` (checkpoints, evaluation arrays,
+figures, JSON reports, data files)."""
 import json
 import os
 import re
+
+import numpy as np
 
 PARTIAL = re.compile(r"\.partial(\.[^.]+)?$")  # names of the temporary files
 
@@ -19,9 +23,14 @@ def write_atomically(path, write):
     flushing it to disk): a kill leaves either the old ``path`` or the new one (and perhaps
     the temporary file, which :func:`tfastro.core.checkpoints.save_dir_lock` clears)."""
     partial = partial_path(path)
-    write(partial)
-    with open(partial, "rb+") as f:
-        os.fsync(f.fileno())
+    try:
+        write(partial)
+        with open(partial, "rb+") as f:
+            os.fsync(f.fileno())
+    except BaseException:  # an error (not a kill): nothing of the write stays behind
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
     os.replace(partial, path)
     _sync_folder(os.path.dirname(path) or ".")
     return path
@@ -39,6 +48,11 @@ def _sync_folder(folder):
         pass
     finally:
         os.close(fd)
+
+
+def save_npy(path, array):
+    """Write ``array`` to ``path`` (a ``.npy`` name) in numpy's format, atomically."""
+    return write_atomically(path, lambda partial: np.save(partial, array))
 
 
 def write_json(path, value):

@@ -226,9 +226,11 @@ class RunCheckpoints:
 
 @contextlib.contextmanager
 def save_dir_lock(save_dir, log=print):
-    """Hold ``<save_dir>/tfastro.lock`` (created with O_EXCL, holding this process's pid and
-    host) while the body runs; a folder locked by a live process is refused (UserInputError),
-    the lock of a dead process on this host taken over with a warning. Leftover temporary
+    """Hold ``<save_dir>/tfastro.lock`` (created with O_EXCL, holding this process's pid, host
+    and start time) while the body runs; a folder locked by a live process is refused
+    (UserInputError), the lock of a dead process on this host taken over with a warning (dead
+    also when its pid now belongs to a process started later, as after a container restart).
+    A lock of another host is refused: whether its process runs cannot be seen from here. Leftover temporary
     files of interrupted writes are removed once the lock is held. A save_dir the body
     leaves empty is removed again if the lock created it."""
     if os.path.exists(save_dir) and not os.path.isdir(save_dir):
@@ -236,7 +238,8 @@ def save_dir_lock(save_dir, log=print):
     created = not os.path.exists(save_dir)
     os.makedirs(save_dir, exist_ok=True)
     path = os.path.join(save_dir, LOCK_FILE)
-    mine = {"pid": os.getpid(), "host": socket.gethostname()}
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": _process_start(os.getpid())}
     _take_lock(path, mine, save_dir, log)
     try:
         for name in sorted(os.listdir(save_dir)):
@@ -257,7 +260,7 @@ def _take_lock(path, mine, save_dir, log):
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _lock_holder(path)
-            if holder is None or holder.get("host") != mine["host"] or _alive(holder["pid"]):
+            if holder is None or holder.get("host") != mine["host"] or _alive(holder):
                 held = (f"by pid {holder.get('pid')} on host {holder.get('host')}" if holder
                         else "(unreadable lock file)")
                 raise UserInputError(
@@ -283,12 +286,24 @@ def _lock_holder(path):
         return None
 
 
-def _alive(pid):
-    """Whether process ``pid`` runs on this host."""
+def _alive(holder):
+    """Whether the process of lock ``holder`` (on this host) still runs: its pid is in use, by
+    a process started when it was (where the start times are known)."""
     try:
-        os.kill(pid, 0)
+        os.kill(holder["pid"], 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    started, now = holder.get("started"), _process_start(holder["pid"])
+    return started is None or now is None or started == now
+
+
+def _process_start(pid):
+    """Start time of process ``pid`` in clock ticks after boot (Linux /proc), None where
+    unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None

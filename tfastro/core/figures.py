@@ -5,6 +5,8 @@ import os
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tfastro.core.atomic import write_atomically
+
 #: (width, height) in inches of one panel of the statistics plots.
 PLOT_PANEL = (4.0, 3.2)
 
@@ -22,5 +24,4 @@ def figure_or_png(fig, path, dpi):
         return fig
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
-    return path
+    return write_atomically(path, lambda partial: fig.savefig(partial, dpi=dpi, format="png"))

@@ -35,6 +35,7 @@ import os
 import h5py
 import numpy as np
 
+from tfastro.core.atomic import save_npy, write_atomically
 from tfastro.core.errors import UserInputError
 
 __all__ = ["MASS_UNIT", "STANDARDISATION", "Subhalos", "Groups", "snapshot_files", "read_header",
@@ -465,15 +466,14 @@ def save_field(path, array, overwrite=False):
         raise UserInputError(f"{path}: file exists; refusing to overwrite it (pass "
                              "overwrite=True to replace it)")
     array = np.asarray(array)
-    stem, extension = os.path.splitext(os.fspath(path))
-    partial = f"{stem}.partial{extension}"
     if kind == "npy":
-        np.save(partial, array)
-    else:
+        return save_npy(os.fspath(path), array)
+
+    def write(partial):
         with h5py.File(partial, "w") as handle:
             handle.create_dataset("field", data=array,
                                   chunks=tuple(min(s, 64) for s in array.shape) or None)
-    os.replace(partial, path)
+    return write_atomically(os.fspath(path), write)
 
 
 def load_field(path, mmap=True):

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from tfastro.core.atomic import write_json
+from tfastro.core.atomic import save_npy, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.multifield.config import validate_config
 
@@ -167,10 +167,10 @@ def evaluate(gan, cmd, test_indices, cfg, out_dir, regressor=None, log=print):
                                   "real": regression_scores(theta, on_real, names)}
         viz.plot_conditioning(theta, on_generated, names, os.path.join(out_dir, "conditioning.png"))
 
-    np.save(os.path.join(out_dir, "real.npy"), denormalise_maps(real, fields).astype("float32"))
-    np.save(os.path.join(out_dir, "generated.npy"),
-            denormalise_maps(generated, fields).astype("float32"))
-    np.save(os.path.join(out_dir, "theta.npy"), theta)
+    save_npy(os.path.join(out_dir, "real.npy"), denormalise_maps(real, fields).astype("float32"))
+    save_npy(os.path.join(out_dir, "generated.npy"),
+             denormalise_maps(generated, fields).astype("float32"))
+    save_npy(os.path.join(out_dir, "theta.npy"), theta)
     write_json(os.path.join(out_dir, "evaluation.json"), report)
     stats = report["statistics"]
     viz.real_vs_generated_grid(real[:4], generated[:4], fields, os.path.join(out_dir, "samples.png"))
@@ -274,7 +274,7 @@ def generate_at(gan, cfg, fields, out_dir, log=print):
     for k, theta in enumerate(cfg.generate_theta):
         rows = np.repeat(theta[None], cfg.num_generated_maps, axis=0)
         path = os.path.join(out_dir, f"generated_at_{k}.npy")
-        np.save(path, gan.generate_physical(rows, seed=cfg.seed + k))
+        save_npy(path, gan.generate_physical(rows, seed=cfg.seed + k))
         written.append({"file": os.path.basename(path),
                         "params": dict(zip(cfg.param_names, map(float, theta))),
                         "maps": cfg.num_generated_maps, "fields": list(fields)})

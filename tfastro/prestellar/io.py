@@ -9,6 +9,7 @@ import numpy as np
 from astropy import units
 from astropy.io import fits
 
+from tfastro.core.atomic import write_atomically
 from tfastro.core.errors import UserInputError
 from tfastro.prestellar.synthetic import CoreParams, CoreSet, thermal_width
 
@@ -127,9 +128,10 @@ def write_prestellar(out_dir, cores, overwrite=False, fits_files=True):
                              f"{len(existing)} file(s) (pass overwrite=True, or --overwrite, "
                              "to replace them)")
     os.makedirs(os.path.join(out_dir, "fits") if fits_files else out_dir, exist_ok=True)
-    _write_hdf5(h5_path, cores)
+    write_atomically(h5_path, lambda partial: _write_hdf5(partial, cores))
     for i, path in enumerate(fits_paths):
-        _core_hdus(cores, i).writeto(path, overwrite=True)
+        write_atomically(path, lambda partial, i=i: _core_hdus(cores, i).writeto(partial,
+                                                                                 overwrite=True))
     return {"hdf5": h5_path, "fits": fits_paths}
 
 

@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from tfastro.core.atomic import save_npy
 from tfastro.core.loops import iteration, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.prestellar.config import validate_config
@@ -133,8 +134,8 @@ def evaluate(cfg, model, cores, split, log):
         "prediction": "windowed" if cfg.scan_window else "one pass"}
     out = results_dir(cfg.gen_frm_dir, iteration(model))
     write_json(out, "metrics.json", metrics)
-    np.save(os.path.join(out, "prediction.npy"), predicted)
-    np.save(os.path.join(out, "uncertainty.npy"), mc_std)
+    save_npy(os.path.join(out, "prediction.npy"), predicted)
+    save_npy(os.path.join(out, "uncertainty.npy"), mc_std)
     viz.plot_ppv(cores.ppv[test[0]], cores.velocities, path=os.path.join(out, "ppv.png"))
     profiles = metrics["profiles"]
     fits = {name: (profiles[name]["a"][0], profiles[name]["p"][0], profiles[name]["log10_peak"][0])

@@ -13,6 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from tfastro.core.atomic import write_atomically
+
 __all__ = ["central_slice", "save_cross_sections", "save_forecast_gif"]
 
 
@@ -65,7 +67,8 @@ def save_cross_sections(clip_true, clip_pred, out_dir, axis=2, channel=0):
     for prefix, slices, first in (("gt", true_slices, 1), ("pd", pred_slices, n_true - n_pred + 1)):
         for i, plane in enumerate(slices):
             path = os.path.join(out_dir, f"{prefix}{first + i}.png")
-            Image.fromarray(_to_uint8(plane)).save(path)
+            image = Image.fromarray(_to_uint8(plane))
+            write_atomically(path, lambda partial, image=image: image.save(partial, format="PNG"))
             paths.append(path)
     return paths
 
@@ -108,11 +111,13 @@ def save_forecast_gif(true_frames, pred_frames, path, fps=4, axis=2, channel=0,
     title = fig.suptitle("")
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    writer = PillowWriter(fps=fps)
-    with writer.saving(fig, path, dpi=fig.dpi):
-        for t in range(n_frames):
-            images[0].set_data(truth[t].T)
-            images[1].set_data(pred[t].T)
-            title.set_text(f"frame {t + 1}/{n_frames}")
-            writer.grab_frame()
-    return path
+
+    def write(partial):
+        writer = PillowWriter(fps=fps)
+        with writer.saving(fig, partial, dpi=fig.dpi):
+            for t in range(n_frames):
+                images[0].set_data(truth[t].T)
+                images[1].set_data(pred[t].T)
+                title.set_text(f"frame {t + 1}/{n_frames}")
+                writer.grab_frame()
+    return write_atomically(path, write)

@@ -33,15 +33,14 @@ A training sample is clip ``i``'s input frames followed by its output frames, cu
 Every problem with a file is reported as :class:`tfastro.core.errors.UserInputError` naming
 the file and what was expected.
 """
-import contextlib
 import dataclasses
 import json
 import os
-import uuid
 import zipfile
 
 import numpy as np
 
+from tfastro.core.atomic import write_atomically
 from tfastro.core.errors import UserInputError
 
 #: Names of the arrays an sn ``.npz`` file must contain.
@@ -461,17 +460,9 @@ def save_sn_npz(path, frames, clips, *, overwrite=False, normalisation=None, tim
     extra = {k: np.asarray(v) for k, v in extra.items() if v is not None}
     _metadata(dict(extra), frames.shape[0], path)
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def write(partial):
+        with open(partial, "wb") as f:
             np.savez(f, input_raw_data=frames, clips=clips.astype(np.int32), dims=dims, **extra)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, write)

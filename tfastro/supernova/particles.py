@@ -41,6 +41,7 @@ import sys
 
 import numpy as np
 
+from tfastro.core.atomic import write_atomically
 from tfastro.core.errors import UserInputError
 from tfastro.supernova.io import default_clips, normalisation_of, save_sn_npz
 from tfastro.supernova.simulations import add_normalisation_options
@@ -238,21 +239,23 @@ def write_snapshot(path, particles, *, overwrite=False):
         raise UserInputError(f"{path}: file exists; refusing to overwrite it "
                              "(pass overwrite=True / --overwrite)")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with h5py.File(path, "w") as f:
-        header = f.create_group("Header")
-        header.attrs.update({"BoxSize": particles.box_size, "Time": particles.time,
-                             "NumPart_ThisFile": [0, len(particles.masses), 0, 0, 0, 0],
-                             "UnitLength_in_cm": PC_CM, "UnitMass_in_g": MSUN_G,
-                             "UnitVelocity_in_cm_per_s": PC_CM / KYR_S})
-        gas = f.create_group("PartType0")
-        gas["Coordinates"] = particles.positions
-        gas["Masses"] = particles.masses
-        gas["SmoothingLength"] = particles.support
-        if particles.densities is not None:
-            gas["Density"] = particles.densities
-        if particles.ids is not None:
-            gas["ParticleIDs"] = particles.ids
-    return path
+
+    def write(partial):
+        with h5py.File(partial, "w") as f:
+            header = f.create_group("Header")
+            header.attrs.update({"BoxSize": particles.box_size, "Time": particles.time,
+                                 "NumPart_ThisFile": [0, len(particles.masses), 0, 0, 0, 0],
+                                 "UnitLength_in_cm": PC_CM, "UnitMass_in_g": MSUN_G,
+                                 "UnitVelocity_in_cm_per_s": PC_CM / KYR_S})
+            gas = f.create_group("PartType0")
+            gas["Coordinates"] = particles.positions
+            gas["Masses"] = particles.masses
+            gas["SmoothingLength"] = particles.support
+            if particles.densities is not None:
+                gas["Density"] = particles.densities
+            if particles.ids is not None:
+                gas["ParticleIDs"] = particles.ids
+    return write_atomically(path, write)
 
 
 def cube_coordinates(positions, box_size, centre, size, cells):

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from tfastro.core.atomic import write_json
+from tfastro.core.atomic import save_npy, write_json
 from tfastro.core.errors import UserInputError
 from tfastro.supernova.config import validate_config
 
@@ -186,12 +186,12 @@ def forecast_and_score(model, data, cfg, out_dir, log=print):
             saved += 1
             sample_dir = os.path.join(out_dir, str(saved))
             os.makedirs(sample_dir, exist_ok=True)
-            np.save(os.path.join(sample_dir, "gt.npy"), clip)
-            np.save(os.path.join(sample_dir, "pd.npy"), forecast)
+            save_npy(os.path.join(sample_dir, "gt.npy"), clip)
+            save_npy(os.path.join(sample_dir, "pd.npy"), forecast)
             normalisation = data.normalisation(saved - 1)
             if normalisation.invertible:
-                np.save(os.path.join(sample_dir, "pd_density.npy"),
-                        normalisation.density(forecast))
+                save_npy(os.path.join(sample_dir, "pd_density.npy"),
+                         normalisation.density(forecast))
             save_cross_sections(clip, forecast, sample_dir)
             save_forecast_gif(clip[n_in:], np.clip(forecast, 0, 1),
                               os.path.join(sample_dir, "forecast.gif"))
@@ -230,7 +230,7 @@ def score_particles(model, clip, snapshots, cfg, out_dir, log=print):
                                        size=cfg.particle_cube_size or None,
                                        centre=cfg.particle_cube_centre, later=snapshots[1])
     scores.update(snapshots=[s.path for s in snapshots], frame=cfg.particle_frame_index)
-    np.save(os.path.join(out_dir, "affected_particles.npy"), flags)
+    save_npy(os.path.join(out_dir, "affected_particles.npy"), flags)
     write_json(os.path.join(out_dir, "particles.json"), scores)
     log(f"particles flagged as affected by frame {scores['frame']}: {scores['flagged']} of "
         f"{scores['particles']}; recall {scores['recall']}, precision {scores['precision']}")

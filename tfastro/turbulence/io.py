@@ -39,6 +39,7 @@ from astropy.io import fits
 
 from tfastro.core.athena import (COSMIC_RAY_ENERGY_VARIABLES, DENSITY_VARIABLES, athdf_variables,
                                  first_variable, read_athdf, resample_cube)
+from tfastro.core.atomic import PARTIAL, write_atomically
 from tfastro.core.errors import UserInputError
 
 __all__ = ["TURBULENCE_CLASSES", "CLASS_LABELS", "FIELDS", "CODE_UNITS", "athdf_variables",
@@ -175,8 +176,8 @@ def write_fits_cubes(path, cubes, units, header=None, overwrite=False, extension
         for key, value in (extension_header or {}).items():
             hdu.header[key] = value
         hdus.append(hdu)
-    fits.HDUList(hdus).writeto(path, overwrite=overwrite)
-    return path
+    return write_atomically(path, lambda partial: fits.HDUList(hdus).writeto(partial,
+                                                                             overwrite=True))
 
 
 def _extension(hdus, field, path):
@@ -215,14 +216,16 @@ def fits_units(path, field):
 
 def class_files(data_dir, classes=TURBULENCE_CLASSES):
     """``[(path, label), ...]`` of the ``*.fits`` snapshots in ``data_dir/<class>/``, sorted,
-    label = index of the class in ``classes``."""
+    label = index of the class in ``classes`` (``*.partial.fits``, what an interrupted write
+    leaves, is not a snapshot)."""
     files = []
     for label, name in enumerate(classes):
         folder = os.path.join(data_dir, name)
         if not os.path.isdir(folder):
             raise UserInputError(f"{folder}: missing class folder; expected one folder per "
                                  f"class ({', '.join(classes)}) in {data_dir}")
-        found = sorted(f for f in os.listdir(folder) if f.lower().endswith(".fits"))
+        found = sorted(f for f in os.listdir(folder)
+                       if f.lower().endswith(".fits") and not PARTIAL.search(f))
         if not found:
             raise UserInputError(f"{folder}: no *.fits snapshots in the class folder")
         files += [(os.path.join(folder, f), label) for f in found]
