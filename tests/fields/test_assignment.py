@@ -254,22 +254,24 @@ def test_backends_agree(rng, ndim):
         assert grids[0].sum() == pytest.approx(start.sum() + masses.sum(), rel=1e-6)
 
 
-def test_numba_slabs_of_any_thread_count_give_the_same_grid(rng, monkeypatch):
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_numba_slabs_of_any_thread_count_give_the_same_grid(rng, monkeypatch, scheme):
     """Threads own slabs of rows: 3 threads (rows 5, 5, 6 of 16) give the one-thread grid
     bit for bit (every cell sums its particles in the same order)."""
     pytest.importorskip("numba")
-    pos = rng.uniform(0, L, (2000, 3))
+    pos = rng.uniform(-1.0, L + 1.0, (2000, 3))
     grids = []
     monkeypatch.setattr(MODULE, "_THREADED_UPDATES", 1)  # threads even for small chunks
     for cores in (1, 3):
         monkeypatch.setattr(MODULE, "_cores", lambda: cores)
-        grids.append(mass_assignment(pos, N, L, "PCS", backend="numba"))
+        grids.append(mass_assignment(pos, N, L, scheme, backend="numba"))
     np.testing.assert_array_equal(grids[0], grids[1])
+    assert grids[1].sum() == pytest.approx(2000, rel=1e-6)
     for axis in range(3):  # a NaN coordinate is found by the thread owning the particle's row
         bad = pos.copy()
         bad[1500, axis] = np.nan
         with pytest.raises(UserInputError, match="positions: expected finite"):
-            mass_assignment(bad, N, L, "PCS", backend="numba")
+            mass_assignment(bad, N, L, scheme, backend="numba")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

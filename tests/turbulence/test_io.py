@@ -298,6 +298,7 @@ def test_class_files_labels_and_errors(tmp_path):
         (tmp_path / name).mkdir()
         for j in (1, 0):
             (tmp_path / name / f"snapshot_{j}.fits").write_bytes(b"")
+    (tmp_path / "mhd" / "snapshot_2.partial.fits").write_bytes(b"")  # a write cut by a kill
     files = class_files(tmp_path)
     assert [label for _, label in files] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert files[1][0].endswith("mhd/snapshot_1.fits")

@@ -178,6 +178,16 @@ def _pcs3d(p, m, n, c, g):
 
 
 @_jit
+def _ngp3d_slab(p, m, n, c, g, r):
+    return _assign(p, m, n, c, 0, 3, g, r, True)
+
+
+@_jit
+def _cic3d_slab(p, m, n, c, g, r):
+    return _assign(p, m, n, c, 1, 3, g, r, True)
+
+
+@_jit
 def _tsc3d_slab(p, m, n, c, g, r):
     return _assign(p, m, n, c, 2, 3, g, r, True)
 
@@ -193,5 +203,7 @@ KERNELS = {("NGP", 2): _ngp2d, ("CIC", 2): _cic2d, ("TSC", 2): _tsc2d, ("PCS", 2
            ("NGP", 3): _ngp3d, ("CIC", 3): _cic3d, ("TSC", 3): _tsc3d, ("PCS", 3): _pcs3d}
 
 #: (scheme name, ndim) -> kernel of one slab of rows (positions, masses, N, N / L, grid, rows),
-#: for the schemes whose many nodes a particle pay for threads (k^d >= 27)
-SLAB_KERNELS = {("TSC", 3): _tsc3d_slab, ("PCS", 3): _pcs3d_slab}
+#: for 3D grids, whose scattered updates threads share (a 2D grid fits in the caches: one
+#: thread is fast enough)
+SLAB_KERNELS = {("NGP", 3): _ngp3d_slab, ("CIC", 3): _cic3d_slab, ("TSC", 3): _tsc3d_slab,
+                ("PCS", 3): _pcs3d_slab}
