@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tfastro.core.checkpoints import save_checkpoint
 from tfastro.core.errors import UserInputError
 from tfastro.core.precision import base_optimizer
 from tfastro.multifield.config import MultifieldConfig
@@ -46,10 +47,17 @@ def _state(gan):
             + gan.g_optimizer.variables]
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path, cmd_dir):
-    reference = run(small_config(tmp_path / "a", cmd_dir, max_iterations=3), log=_quiet)
-    split = small_config(tmp_path / "b", cmd_dir, max_iterations=2)
-    run(split, log=_quiet)
+def test_resumed_run_equals_uninterrupted_run_and_takes_a_new_lr(tmp_path, cmd_dir):
+    """Exact resumption; --lr sets both optimizers' rate (default 2e-4, the paper's), also on
+    a resumed run."""
+    def rates(gan):
+        return [float(base_optimizer(o).learning_rate.numpy())
+                for o in (gan.d_optimizer, gan.g_optimizer)]
+
+    assert rates(build_gan(small_config(tmp_path, cmd_dir), 3)) == [pytest.approx(2e-4)] * 2
+    reference = run(small_config(tmp_path / "a", cmd_dir, max_iterations=3, lr=1e-3), log=_quiet)
+    split = small_config(tmp_path / "b", cmd_dir, max_iterations=2, lr=1e-3)
+    assert rates(run(split, log=_quiet)) == [pytest.approx(1e-3)] * 2
     assert sorted(os.listdir(split.save_dir)) == ["ckpt-1.keras", "ckpt-2.keras"]
     lines = []
     resumed = run(dataclasses.replace(split, max_iterations=3), log=lines.append)
@@ -61,6 +69,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, cmd_dir):
     lines = []
     run(dataclasses.replace(split, max_iterations=3), log=lines.append)
     assert any("nothing to train" in line for line in lines)
+    lines = []
+    resumed = run(dataclasses.replace(split, lr=5e-5, max_iterations=4), log=lines.append)
+    assert sum("--lr=5e-05 applied" in line for line in lines) == 2  # both optimizers
+    assert int(resumed.iteration.numpy()) == 4 and rates(resumed) == [pytest.approx(5e-5)] * 2
 
 
 def test_evaluation_outputs(tmp_path, cmd_dir):
@@ -123,26 +135,10 @@ def test_bad_input_names_the_flag(tmp_path, cmd_dir, overrides, flag):
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path, cmd_dir):
     cfg = small_config(tmp_path, cmd_dir, max_iterations=1)
-    run(cfg, log=_quiet)
+    save_checkpoint(build_gan(cfg, 3), cfg.save_dir, 1)
     with pytest.raises(UserInputError, match="another configuration.*latent_dim"):
         run(dataclasses.replace(cfg, latent_dim=8, max_iterations=2), log=_quiet)
     assert sorted(os.listdir(cfg.save_dir)) == ["ckpt-1.keras"]
-
-
-def test_both_optimizers_take_lr_also_when_resuming(tmp_path, cmd_dir):
-    """--lr sets the learning rate of the generator's and the discriminator's Adam (default
-    2e-4, the paper's); a run resumed with another --lr trains at that rate."""
-    def rates(gan):
-        return [float(base_optimizer(o).learning_rate.numpy())
-                for o in (gan.d_optimizer, gan.g_optimizer)]
-
-    cfg = small_config(tmp_path, cmd_dir, max_iterations=1)
-    assert rates(build_gan(cfg, 3)) == [pytest.approx(2e-4)] * 2
-    assert rates(run(dataclasses.replace(cfg, lr=1e-3), log=_quiet)) == [pytest.approx(1e-3)] * 2
-    lines = []
-    resumed = run(dataclasses.replace(cfg, lr=5e-5, max_iterations=2), log=lines.append)
-    assert any("resuming from" in line for line in lines)
-    assert int(resumed.iteration.numpy()) == 2 and rates(resumed) == [pytest.approx(5e-5)] * 2
 
 
 def test_run_py_reports_user_errors_without_traceback(tmp_path):

@@ -102,7 +102,7 @@ def test_kernels_start_from_pytorchs_uniform_one_over_sqrt_fan_in():
     for name, fan_in in (("bottleneck_conv2", 9 * 64), ("up1_transpose", 4 * 8), ("maps", 8)):
         kernel = model.get_layer(name).kernel.numpy()
         bound = 1 / np.sqrt(fan_in)
-        assert np.abs(kernel).max() <= bound
+        assert np.abs(kernel).max() <= np.float32(bound)  # the float32 bound Keras draws up to
         if kernel.size > 1000:
             assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
 
