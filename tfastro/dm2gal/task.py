@@ -21,7 +21,9 @@ both (a buffer the original lacked). Training windows are cut on the fly, drawn 
 1/count of their target's bin (100 bins) and rotated by one of the 24 cube rotations. Adam
 with coupled L2 weight decay; the validation loss every ``test_interval`` iterations drives
 reduce-on-plateau (factor 0.1, patience 5). A run resumes from the newest checkpoint in
-``save_dir``; nothing is deleted unless ``fresh_start``.
+``save_dir`` where the uninterrupted run would be: the same windows, rotations, validations
+and learning-rate reductions follow (the plateau's state is in the checkpoints); nothing is
+deleted unless ``fresh_start``.
 
 Evaluation (``is_training=False``, and after training): the scores of the test centres (R^2 of
 the standardised target against predicting the training mean); the test cube stitched
