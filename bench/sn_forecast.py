@@ -11,12 +11,14 @@ the analytic Sedov-Taylor blast), all sets normalised by the largest density of 
 set (clipped to [0, 1]), so the unseen uniform medium is in the units the models learnt.
 Training: batches of 4 clips (the U-Nets: every context-target pair of them), 3D-MIM with
 MIMAdam at its default lr 1e-3, the U-Nets (log input) with Adam at lr 3e-3, for the budget
-of seconds after the first step (which traces the program; its time is printed). 3D-MIM trains without scheduled sampling or reversed clips (what it
-forecasts is what it trains on, and a step costs one pass).
+of seconds after the first step (which traces the program; its time is printed). 3D-MIM
+trains without scheduled sampling or reversed clips (what it forecasts is what it trains on,
+and a step costs one pass).
 
 Table, per model and test set: MSE (mean over voxels) and SSIM of the last frame; shell IoU
-(mean over forecast frames); shell radius (mean distance of the shell voxels from the
-detected explosion centre) error against the truth in voxels and per cent, and against
+(mean over forecast frames); shell radius (``baselines.measured_radius``, as the library
+measures it: the sector mean of the excess-density-weighted radius about the periodic
+explosion centre) error against the truth in voxels and per cent, and against
 Sedov-Taylor, R_ST(t) = R_true(t_last context) (t / t_last context)^(2/5), in per cent;
 trainable parameters; seconds per training step (steps taken); forecast latency of the clip's
 output frames at 32^3 on this machine, batch 1 and batch 8 (seconds per call).
