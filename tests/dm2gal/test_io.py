@@ -84,12 +84,15 @@ def catalogue(tmp_path):
     return folder, pos, mass, mass_type
 
 
-def test_snapshot_files_sorted_by_chunk_number(snapdir):
+def test_snapshot_files_sorted_by_chunk_number(snapdir, tmp_path):
     names = [os.path.basename(f) for f in snapshot_files(snapdir)]
     assert names == ["snap_099.0.hdf5", "snap_099.1.hdf5", "snap_099.10.hdf5"]
     assert snapshot_files(snapdir / "snap_099.1.hdf5") == [str(snapdir / "snap_099.1.hdf5")]
     with pytest.raises(UserInputError, match="found none"):
         snapshot_files(snapdir.parent)
+    for name in ("snap_099.0.hdf5", "snap_099.1.partial.hdf5"):  # the second cut by a kill
+        (tmp_path / name).write_bytes(b"")
+    assert snapshot_files(tmp_path) == [str(tmp_path / "snap_099.0.hdf5")]
 
 
 def test_header_and_positions_streamed_over_chunks_and_slices(snapdir, particles):

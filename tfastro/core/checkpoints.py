@@ -230,9 +230,9 @@ def save_dir_lock(save_dir, log=print):
     and start time) while the body runs; a folder locked by a live process is refused
     (UserInputError), the lock of a dead process on this host taken over with a warning (dead
     also when its pid now belongs to a process started later, as after a container restart).
-    A lock of another host is refused: whether its process runs cannot be seen from here. Leftover temporary
-    files of interrupted writes are removed once the lock is held. A save_dir the body
-    leaves empty is removed again if the lock created it."""
+    A lock of another host is refused: whether its process runs cannot be seen from here.
+    Leftover temporary files of interrupted writes are removed once the lock is held. A
+    save_dir the body leaves empty is removed again if the lock created it."""
     if os.path.exists(save_dir) and not os.path.isdir(save_dir):
         raise UserInputError(f"--save_dir={save_dir!r}: is a file, expected a folder")
     created = not os.path.exists(save_dir)

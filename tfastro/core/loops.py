@@ -27,7 +27,8 @@ interruption. Epoch ``e`` draws its shuffling and augmentation from the seed
 :func:`epoch_seed` (``seed``, ``e``), so a resumed run repeats the uninterrupted one. After
 every epoch a checkpoint is written (complete model, optimizer state, step count) holding the
 early-stopping state (iteration, epochs done, best validation loss, its epoch, epochs waited,
-finished, the best epoch's weights) and the states of the dropout generators. Training ends on the best epoch's weights, written to ``<save_dir>/best.keras``.
+finished, the best epoch's weights) and the states of the dropout generators. Training ends
+on the best epoch's weights, written to ``<save_dir>/best.keras``.
 """
 import dataclasses
 import os

@@ -35,7 +35,7 @@ import os
 import h5py
 import numpy as np
 
-from tfastro.core.atomic import save_npy, write_atomically
+from tfastro.core.atomic import PARTIAL, save_npy, write_atomically
 from tfastro.core.errors import UserInputError
 
 __all__ = ["MASS_UNIT", "STANDARDISATION", "Subhalos", "Groups", "snapshot_files", "read_header",
@@ -79,7 +79,8 @@ def snapshot_files(path):
     path = os.fspath(path)
     if os.path.isfile(path):
         return [path]
-    files = glob.glob(os.path.join(path, "*.hdf5"))
+    files = [f for f in glob.glob(os.path.join(path, "*.hdf5"))
+             if not PARTIAL.search(f)]  # not what an interrupted write left
     if not files:
         raise UserInputError(f"{path}: expected a folder of chunk files '*.<i>.hdf5' or an "
                              ".hdf5 file; found none")

@@ -26,13 +26,13 @@ Files (chunks split in order; the last group-catalogue chunk is empty when ``chu
     DIR/synthetic_tng.json
 """
 import dataclasses
-import json
 import os
 
 import h5py
 import numpy as np
 from scipy import ndimage
 
+from tfastro.core.atomic import write_atomically, write_json
 from tfastro.core.cli import synthetic_main
 from tfastro.core.errors import UserInputError
 from tfastro.dm2gal.io import DARK_MATTER_TYPE, MASS_UNIT, STAR_TYPE
@@ -164,18 +164,22 @@ def _write_snapshot(folder, universe, params):
     paths = []
     for i, part in enumerate(np.array_split(universe.particles, params.chunks)):
         path = os.path.join(folder, f"snap_{SNAPSHOT:03d}.{i}.hdf5")
-        with h5py.File(path, "w") as handle:
-            header = handle.create_group("Header")
-            _common_header(header, params, params.chunks)
-            header.attrs["NumFilesPerSnapshot"] = np.int32(params.chunks)
-            header.attrs["MassTable"] = mass_table
-            this_file = np.zeros(6, np.int32)
-            this_file[DARK_MATTER_TYPE] = len(part)
-            header.attrs["NumPart_ThisFile"] = this_file
-            header.attrs["NumPart_Total"] = (numbers % 2**32).astype(np.uint32)
-            header.attrs["NumPart_Total_HighWord"] = (numbers >> np.uint64(32)).astype(np.uint32)
-            if len(part):
-                handle.create_dataset("PartType1/Coordinates", data=part)
+
+        def write(partial):
+            with h5py.File(partial, "w") as handle:
+                header = handle.create_group("Header")
+                _common_header(header, params, params.chunks)
+                header.attrs["NumFilesPerSnapshot"] = np.int32(params.chunks)
+                header.attrs["MassTable"] = mass_table
+                this_file = np.zeros(6, np.int32)
+                this_file[DARK_MATTER_TYPE] = len(part)
+                header.attrs["NumPart_ThisFile"] = this_file
+                header.attrs["NumPart_Total"] = (numbers % 2**32).astype(np.uint32)
+                header.attrs["NumPart_Total_HighWord"] = (numbers >> np.uint64(32)).astype(
+                    np.uint32)
+                if len(part):
+                    handle.create_dataset("PartType1/Coordinates", data=part)
+        write_atomically(path, write)
         paths.append(path)
     return paths
 
@@ -192,30 +196,33 @@ def _write_catalogue(folder, universe, params, mass_type):
         groups = slice(group_bounds[i], group_bounds[i + 1])
         subs = slice(sub_bounds[i], sub_bounds[i + 1])
         path = os.path.join(folder, f"fof_subhalo_tab_{SNAPSHOT:03d}.{i}.hdf5")
-        with h5py.File(path, "w") as handle:
-            header = handle.create_group("Header")
-            _common_header(header, params, params.chunks)
-            header.attrs["Ngroups_ThisFile"] = np.int32(groups.stop - groups.start)
-            header.attrs["Ngroups_Total"] = np.int32(n_groups)
-            header.attrs["Nsubgroups_ThisFile"] = np.int32(subs.stop - subs.start)
-            header.attrs["Nsubgroups_Total"] = np.int32(n_sub)
-            if groups.stop > groups.start:
-                handle.create_dataset("Group/GroupMass",
-                                      data=(universe.group_mass[groups] / MASS_UNIT)
-                                      .astype(np.float32))
-                handle.create_dataset("Group/GroupNsubs",
-                                      data=universe.n_subhalos[groups].astype(np.int32))
-                handle.create_dataset("Group/GroupFirstSub",
-                                      data=universe.first_subhalo[groups].astype(np.int32))
-            if subs.stop > subs.start:
-                types = mass_type[subs] / MASS_UNIT
-                handle.create_dataset("Subhalo/SubhaloPos",
-                                      data=universe.subhalo_positions[subs].astype(np.float32))
-                handle.create_dataset("Subhalo/SubhaloMass",
-                                      data=types.sum(axis=1).astype(np.float32))
-                handle.create_dataset("Subhalo/SubhaloMassType", data=types.astype(np.float32))
-                handle.create_dataset("Subhalo/SubhaloGrNr",
-                                      data=universe.group[subs].astype(np.int32))
+
+        def write(partial):
+            with h5py.File(partial, "w") as handle:
+                header = handle.create_group("Header")
+                _common_header(header, params, params.chunks)
+                header.attrs["Ngroups_ThisFile"] = np.int32(groups.stop - groups.start)
+                header.attrs["Ngroups_Total"] = np.int32(n_groups)
+                header.attrs["Nsubgroups_ThisFile"] = np.int32(subs.stop - subs.start)
+                header.attrs["Nsubgroups_Total"] = np.int32(n_sub)
+                if groups.stop > groups.start:
+                    handle.create_dataset("Group/GroupMass",
+                                          data=(universe.group_mass[groups] / MASS_UNIT)
+                                          .astype(np.float32))
+                    handle.create_dataset("Group/GroupNsubs",
+                                          data=universe.n_subhalos[groups].astype(np.int32))
+                    handle.create_dataset("Group/GroupFirstSub",
+                                          data=universe.first_subhalo[groups].astype(np.int32))
+                if subs.stop > subs.start:
+                    types = mass_type[subs] / MASS_UNIT
+                    handle.create_dataset("Subhalo/SubhaloPos",
+                                          data=universe.subhalo_positions[subs].astype(np.float32))
+                    handle.create_dataset("Subhalo/SubhaloMass",
+                                          data=types.sum(axis=1).astype(np.float32))
+                    handle.create_dataset("Subhalo/SubhaloMassType", data=types.astype(np.float32))
+                    handle.create_dataset("Subhalo/SubhaloGrNr",
+                                          data=universe.group[subs].astype(np.int32))
+        write_atomically(path, write)
         paths.append(path)
     return paths
 
@@ -262,8 +269,7 @@ def write_synthetic_tng(out_dir, params=TNGSyntheticParams(), overwrite=False):
     _write_snapshot(paths["snapshot"], universe, params)
     _write_catalogue(paths["dark_groups"], universe, params, _mass_types(universe, False))
     _write_catalogue(paths["hydro_groups"], universe, params, _mass_types(universe, True))
-    with open(paths["parameters"], "w") as handle:
-        json.dump({"synthetic": True, **dataclasses.asdict(params)}, handle, indent=2)
+    write_json(paths["parameters"], {"synthetic": True, **dataclasses.asdict(params)})
     return paths, universe
 
 
