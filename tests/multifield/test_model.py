@@ -561,6 +561,7 @@ def on_jax(tmp_path_factory):
     return {"jax": out, "tensorflow": tensorflow}
 
 
+@pytest.mark.slow  # the JAX subprocess compiles for over a minute on 2 cores
 def test_jax_trains_evaluates_and_samples_as_tensorflow(on_jax):
     """From the same weights, data and seed, the JAX backend's loss curve (training and
     validation), evaluation and maps are TensorFlow's to float32 round-off."""
@@ -577,6 +578,7 @@ def test_jax_trains_evaluates_and_samples_as_tensorflow(on_jax):
         np.testing.assert_allclose(jax[key], tensorflow[key], rtol=0, atol=1e-4, err_msg=key)
 
 
+@pytest.mark.slow  # the JAX subprocess compiles for over a minute on 2 cores
 def test_jax_continues_training_from_a_keras_file(on_jax):
     """On JAX a GAN saved after training and loaded takes the step the original takes, as
     TensorFlow's does; counters: 3 epochs of 2 iterations then 1 of 2, n_critic = 2."""
@@ -590,6 +592,7 @@ def test_jax_continues_training_from_a_keras_file(on_jax):
     assert jax["counters"] == [8, 16, 8]
 
 
+@pytest.mark.slow  # the JAX subprocess compiles for over a minute on 2 cores
 def test_tf_distribute_is_refused_on_jax(on_jax):
     assert "tf.distribute needs the TensorFlow backend" in on_jax["jax"]["distribute"]
 
